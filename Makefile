@@ -1,0 +1,97 @@
+# iomodels - one small server per Unix I/O model, one load generator, tests and plots.
+#
+#   make            build every server and client into build/
+#   make check      install missing Debian packages, build, run every test (Check)
+#   make run-all    install missing packages, build, measure every model, draw the plots
+#   make asan       the same tests, built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make deps       install the Debian packages the suite needs (apt-get, as root)
+#   make CC=clang   build with clang instead of gcc
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2 -D_FORTIFY_SOURCE=2
+SANITIZE ?=
+CFLAGS  ?= -g
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -pthread $(SANITIZE)
+LDFLAGS += -pthread $(SANITIZE)
+
+MODELS  := blocking threads epoll
+CLIENTS := loadgen
+COMMON  := proto stats stamp options server conn serve_blocking phases
+TESTS   := test_proto test_servers
+
+COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
+SERVERS    := $(MODELS:%=$(BUILD)/%)
+CLIENT_BIN := $(CLIENTS:%=$(BUILD)/%)
+TEST_BIN   := $(TESTS:%=$(BUILD)/%)
+
+# Debian packages: check (libcheck tests), pkg-config, gnuplot-nox (plots), liburing-dev
+# (the io_uring model), netcat-openbsd (nc, to type at a server as the README shows).
+DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd
+
+all: $(SERVERS) $(CLIENT_BIN)
+
+# Rebuild everything when the compiler or flags change (e.g. make CC=clang after make).
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(SERVERS): $(BUILD)/%: $(BUILD)/obj/models/%.o $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@
+
+$(CLIENT_BIN): $(BUILD)/%: $(BUILD)/obj/clients/%.o $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lm
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
+
+$(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -DBUILD_DIR='"$(abspath $(BUILD))"' -MMD -MP -c $< -o $@
+
+$(TEST_BIN): $(BUILD)/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/helpers.o $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_LIBS) -lm
+
+# Each test program prints Check's summary; the last line is the total over all of them.
+check: deps
+	@$(MAKE) --no-print-directory all tests
+	@BUILD=$(BUILD) tests/run-tests $(TEST_BIN)
+
+tests: $(TEST_BIN)
+
+asan:
+	@$(MAKE) --no-print-directory check BUILD=build/asan OPT=-O1 \
+		SANITIZE='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
+
+run-all: deps all
+	@plots/run-all
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "make deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+			|| { echo "make deps: apt-get failed" >&2; exit 1; }; \
+	else \
+		echo "make deps: missing Debian packages:$$missing" >&2; \
+		echo "run:  sudo apt-get install -y$$missing" >&2; exit 1; \
+	fi
+
+format:
+	clang-format -i models/*.c common/*.[ch] clients/*.c tests/*.[ch]
+
+clean:
+	rm -rf build
+
+FORCE:
+.PHONY: all check tests asan run-all deps format clean FORCE
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

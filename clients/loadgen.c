@@ -1,0 +1,976 @@
+/* loadgen.c - the load generator: drives any server in frame mode and measures each request.
+ *
+ * One thread, non-blocking sockets, epoll: C connections, each sending ECHO frames of -s
+ * bytes. Closed loop (the default): a connection sends its next request when the reply to
+ * the last one is in, after --think MS. Open loop (--rate R): requests go out on a fixed
+ * schedule of R per second in all, whatever the replies do, and latency is measured from
+ * the time each request was due, so a stalled server cannot hide its stall (no coordinated
+ * omission). Every reply is checked byte for byte, and its six server stamps are split into
+ * the phases of input (common/phases.c). See docs/loadgen.md.
+ */
+#include "../common/phases.h"
+#include "../common/proto.h"
+#include "../common/stamp.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NS_PER_S      1000000000ull
+#define PATTERN_SLACK 4096u /* payloads are windows into one random pattern, offset by request */
+#define MAX_KEYS      64
+
+struct config {
+    const char *addr;
+    int port;
+    long conns;
+    uint32_t size;
+    double duration_s;  /* -d */
+    long requests;      /* -n: stop after this many measured requests (0: use -d) */
+    double warmup_s;
+    double think_ms;
+    double rate;        /* --rate: open loop, requests/s in all (0: closed loop) */
+    const char *csv;
+    long sample;
+    const char *json;
+    unsigned seed;
+    double timeout_s;   /* give up when no reply comes for this long */
+    bool quiet;
+};
+
+struct pending { /* a request sent (or due) and not yet answered */
+    uint32_t seq;
+    uint8_t type;
+    uint64_t t_send; /* closed loop: just before send(); open loop: when it was due */
+};
+
+struct lconn {
+    int id, fd;
+    bool connected, dead;
+    uint8_t *out;
+    size_t out_start, out_end, out_cap;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    struct pending *q; /* FIFO ring of requests awaiting replies */
+    size_t q_head, q_len, q_cap;
+    uint32_t next_seq;
+    uint64_t replies, measured;
+    uint32_t watched;
+};
+
+struct sample {
+    struct phases ph;
+};
+
+struct kv {
+    char key[48];
+    double value;
+};
+struct snapshot {
+    bool have;
+    char model[64];
+    int n;
+    struct kv kv[MAX_KEYS];
+};
+
+static struct config cfg = {
+    .addr = "127.0.0.1", .port = 0, .conns = 1, .size = 64, .duration_s = 5,
+    .warmup_s = 1, .sample = 1, .seed = 1, .timeout_s = 10,
+};
+static struct lconn *conns;
+static int epfd;
+static uint8_t *pattern;
+static volatile sig_atomic_t interrupted;
+
+/* Results. */
+static struct sample *samples;
+static size_t n_samples, cap_samples;
+static FILE *csv;
+static uint64_t csv_seen;
+static struct {
+    uint64_t payload_mismatch, seq_mismatch, bad_header, error_replies, connect_failed,
+        closed_by_server, stalled;
+} err;
+static struct snapshot stats_before, stats_after;
+static uint64_t t_start, t_end; /* the measured window */
+static bool measuring, finished;
+static uint64_t last_progress;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (q == NULL)
+        die("realloc");
+    return q;
+}
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+static const uint8_t *payload_for(int conn, uint32_t seq)
+{
+    uint64_t h = (uint64_t)conn * 0x9E3779B97F4A7C15ull ^ (uint64_t)seq * 0xC2B2AE3D27D4EB4Full;
+    return pattern + (h >> 17) % PATTERN_SLACK;
+}
+
+static void watch(struct lconn *c)
+{
+    uint32_t want = EPOLLIN | (c->out_end > c->out_start || !c->connected ? EPOLLOUT : 0);
+    if (want == c->watched || c->dead)
+        return;
+    struct epoll_event ev = {.events = want, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        die("epoll_ctl");
+    c->watched = want;
+}
+
+static void kill_conn(struct lconn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    close(c->fd);
+}
+
+static int flush(struct lconn *c)
+{
+    while (c->out_end > c->out_start) {
+        ssize_t n = send(c->fd, c->out + c->out_start, c->out_end - c->out_start, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (!finished)
+                err.closed_by_server++;
+            kill_conn(c);
+            return -1;
+        }
+        c->out_start += (size_t)n;
+    }
+    if (c->out_start == c->out_end)
+        c->out_start = c->out_end = 0;
+    watch(c);
+    return 0;
+}
+
+static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
+{
+    uint32_t len = type == PROTO_ECHO ? cfg.size : 0;
+    size_t need = PROTO_HEADER_SIZE + len;
+    if (c->out_cap - c->out_end < need) {
+        memmove(c->out, c->out + c->out_start, c->out_end - c->out_start);
+        c->out_end -= c->out_start;
+        c->out_start = 0;
+        if (c->out_cap - c->out_end < need) {
+            c->out_cap = c->out_end + need + c->out_cap;
+            c->out = xrealloc(c->out, c->out_cap);
+        }
+    }
+    uint32_t seq = c->next_seq++;
+    proto_write_request_header(c->out + c->out_end, type, seq, len);
+    if (len)
+        memcpy(c->out + c->out_end + PROTO_HEADER_SIZE, payload_for(c->id, seq), len);
+    c->out_end += need;
+    if (c->q_len == c->q_cap) {
+        size_t cap = c->q_cap ? 2 * c->q_cap : 4;
+        struct pending *q = xrealloc(NULL, cap * sizeof *q);
+        for (size_t i = 0; i < c->q_len; i++)
+            q[i] = c->q[(c->q_head + i) % c->q_cap];
+        free(c->q);
+        c->q = q;
+        c->q_head = 0;
+        c->q_cap = cap;
+    }
+    /* Closed loop: the send clock starts just before send(); open loop: when it was due. */
+    c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct pending){seq, type, t_due ? t_due : stamp_now()};
+    flush(c);
+}
+
+/* ---- think-time queue: connections waiting to send their next request (FIFO = due order) */
+
+static int *think_q;
+static size_t think_head, think_len;
+static uint64_t *think_due;
+
+static void think_push(struct lconn *c, uint64_t due)
+{
+    size_t i = (think_head + think_len++) % (size_t)cfg.conns;
+    think_q[i] = c->id;
+    think_due[i] = due;
+}
+
+static void next_request(struct lconn *c)
+{
+    if (c->dead || finished || cfg.rate > 0 || c->q_len > 0)
+        return;
+    if (cfg.think_ms > 0)
+        think_push(c, stamp_now() + (uint64_t)(cfg.think_ms * 1e6));
+    else
+        queue_request(c, PROTO_ECHO, 0);
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
+{
+    s->have = true;
+    s->n = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && text[j] != '\n')
+            j++;
+        const char *line = (const char *)text + i;
+        size_t ll = j - i;
+        const char *eq = memchr(line, '=', ll);
+        if (eq != NULL) {
+            size_t kl = (size_t)(eq - line);
+            char val[64];
+            size_t vl = ll - kl - 1 < sizeof val - 1 ? ll - kl - 1 : sizeof val - 1;
+            memcpy(val, eq + 1, vl);
+            val[vl] = '\0';
+            if (kl == 5 && memcmp(line, "model", 5) == 0) {
+                snprintf(s->model, sizeof s->model, "%s", val);
+            } else if (s->n < MAX_KEYS && kl < sizeof s->kv[0].key) {
+                memcpy(s->kv[s->n].key, line, kl);
+                s->kv[s->n].key[kl] = '\0';
+                s->kv[s->n].value = strtod(val, NULL);
+                s->n++;
+            }
+        }
+        i = j + 1;
+    }
+}
+
+static void record(struct lconn *c, const struct pending *p, const struct proto_stamps *st,
+                   uint64_t t_recv)
+{
+    struct sample s;
+    phases_derive(st, p->t_send, t_recv, &s.ph);
+    if (n_samples == cap_samples) {
+        cap_samples = cap_samples ? 2 * cap_samples : 65536;
+        samples = xrealloc(samples, cap_samples * sizeof *samples);
+    }
+    samples[n_samples++] = s;
+    c->measured++;
+    if (csv && csv_seen++ % (uint64_t)cfg.sample == 0) {
+        fprintf(csv, "%d,%u,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu", c->id, p->seq,
+                (unsigned long long)p->t_send, (unsigned long long)t_recv,
+                (unsigned long long)st->wait, (unsigned long long)st->arrive,
+                (unsigned long long)st->ready, (unsigned long long)st->copy_begin,
+                (unsigned long long)st->copy_end, (unsigned long long)st->reply);
+        const int64_t *v = &s.ph.wait_data;
+        for (int i = 0; i < 6; i++) {
+            if (v[i] == PHASE_UNKNOWN)
+                fputs(",", csv);
+            else
+                fprintf(csv, ",%lld", (long long)v[i]);
+        }
+        fputc('\n', csv);
+    }
+}
+
+/* One whole reply is at c->in. Returns its size, or 0 if it is not all here yet, or -1 if
+ * the connection is beyond repair. */
+static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
+{
+    if (c->in_len < PROTO_REPLY_PREFIX_SIZE)
+        return 0;
+    struct proto_header h;
+    struct proto_stamps st;
+    if (proto_read_reply_prefix(c->in, &h, &st) < 0 || h.len > cfg.size + 65536u) {
+        err.bad_header++;
+        fprintf(stderr, "loadgen: connection %d: the server sent a malformed reply header\n",
+                c->id);
+        return -1;
+    }
+    size_t total = PROTO_REPLY_PREFIX_SIZE + h.len;
+    if (c->in_len < total)
+        return 0;
+    const uint8_t *payload = c->in + PROTO_REPLY_PREFIX_SIZE;
+    if (h.flags != PROTO_OK) {
+        err.error_replies++;
+        fprintf(stderr, "loadgen: connection %d: error reply (%s): %.*s\n", c->id,
+                proto_status_name(h.flags), (int)(h.len > 200 ? 200 : h.len), payload);
+        return -1; /* the server closes after an error reply */
+    }
+    if (c->q_len == 0) {
+        err.seq_mismatch++;
+        fprintf(stderr, "loadgen: connection %d: a reply nobody asked for (seq %u)\n", c->id,
+                h.seq);
+        return -1;
+    }
+    struct pending p = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    if (h.seq != p.seq || h.type != p.type) {
+        err.seq_mismatch++;
+        fprintf(stderr, "loadgen: connection %d: reply seq %u type %u, expected seq %u type %u\n",
+                c->id, h.seq, h.type, p.seq, p.type);
+        return -1;
+    }
+    last_progress = t_recv;
+    if (p.type == PROTO_STATS) {
+        parse_stats(payload, h.len, stats_before.have ? &stats_after : &stats_before);
+        return (ssize_t)total;
+    }
+    if (h.len != cfg.size || memcmp(payload, payload_for(c->id, p.seq), cfg.size) != 0) {
+        err.payload_mismatch++;
+        fprintf(stderr, "loadgen: connection %d: seq %u: echoed payload differs\n", c->id, p.seq);
+        return (ssize_t)total;
+    }
+    c->replies++;
+    if (measuring && t_recv >= t_start)
+        record(c, &p, &st, t_recv);
+    return (ssize_t)total;
+}
+
+static void readable(struct lconn *c)
+{
+    if (c->in_cap - c->in_len < 65536) {
+        c->in_cap = c->in_cap ? 2 * c->in_cap : 131072;
+        c->in = xrealloc(c->in, c->in_cap);
+    }
+    ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    uint64_t t_recv = stamp_now();
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        if (!finished || c->q_len > 0) {
+            err.closed_by_server++;
+            fprintf(stderr, "loadgen: connection %d: the server closed it (%s)\n", c->id,
+                    n == 0 ? "end of file" : strerror(errno));
+        }
+        kill_conn(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    size_t used = 0;
+    for (;;) {
+        /* take_reply works on c->in; shift each consumed reply off first */
+        if (used) {
+            memmove(c->in, c->in + used, c->in_len - used);
+            c->in_len -= used;
+            used = 0;
+        }
+        ssize_t r = take_reply(c, t_recv);
+        if (r < 0) {
+            kill_conn(c);
+            return;
+        }
+        if (r == 0)
+            break;
+        used = (size_t)r;
+    }
+    next_request(c);
+}
+
+/* ---- set-up --------------------------------------------------------------------------- */
+
+static void connect_all(void)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *ai;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg.port);
+    int rc = getaddrinfo(cfg.addr, port, &hints, &ai);
+    if (rc != 0) {
+        fprintf(stderr, "loadgen: bad address %s: %s\n", cfg.addr, gai_strerror(rc));
+        exit(2);
+    }
+    long pending = 0;
+    for (long i = 0; i < cfg.conns; i++) {
+        struct lconn *c = &conns[i];
+        c->id = (int)i;
+        c->next_seq = 1;
+        c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+            die("socket (raise the descriptor limit, or use fewer connections)");
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+        if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            err.connect_failed++;
+            c->dead = true;
+            close(c->fd);
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+            die("epoll_ctl");
+        c->watched = ev.events;
+        pending++;
+    }
+    freeaddrinfo(ai);
+
+    uint64_t deadline = stamp_now() + (uint64_t)(cfg.timeout_s * NS_PER_S);
+    struct epoll_event evs[256];
+    while (pending > 0 && !interrupted) {
+        uint64_t now = stamp_now();
+        if (now >= deadline)
+            break;
+        int n = epoll_wait(epfd, evs, 256, (int)((deadline - now) / 1000000u) + 1);
+        if (n < 0 && errno != EINTR)
+            die("epoll_wait");
+        for (int i = 0; i < n; i++) {
+            struct lconn *c = evs[i].data.ptr;
+            if (c->connected || c->dead)
+                continue;
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            pending--;
+            if (soerr != 0) {
+                if (err.connect_failed++ == 0)
+                    fprintf(stderr, "loadgen: connect to %s:%d: %s\n", cfg.addr, cfg.port,
+                            strerror(soerr));
+                kill_conn(c);
+                continue;
+            }
+            c->connected = true;
+            watch(c);
+        }
+    }
+    for (long i = 0; i < cfg.conns; i++)
+        if (!conns[i].connected && !conns[i].dead) {
+            err.connect_failed++;
+            kill_conn(&conns[i]);
+        }
+}
+
+static struct lconn *control_conn(void)
+{
+    for (long i = 0; i < cfg.conns; i++)
+        if (conns[i].connected && !conns[i].dead)
+            return &conns[i];
+    return NULL;
+}
+
+/* ---- summary ------------------------------------------------------------------------------ */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+struct dist {
+    size_t n;
+    double p50, p90, p99, p999, max, mean;
+};
+
+static double pct(const int64_t *v, size_t n, double q)
+{
+    size_t i = (size_t)ceil(q * (double)n);
+    if (i > 0)
+        i--;
+    if (i >= n)
+        i = n - 1;
+    return (double)v[i];
+}
+
+/* Distribution of one phase (offset `field` in struct phases) over the known values. */
+static struct dist distribution(size_t field)
+{
+    struct dist d = {0};
+    int64_t *v = malloc((n_samples ? n_samples : 1) * sizeof *v);
+    if (v == NULL)
+        die("malloc");
+    double sum = 0;
+    for (size_t i = 0; i < n_samples; i++) {
+        int64_t x = ((const int64_t *)&samples[i].ph)[field];
+        if (x != PHASE_UNKNOWN) {
+            v[d.n++] = x;
+            sum += (double)x;
+        }
+    }
+    if (d.n > 0) {
+        qsort(v, d.n, sizeof *v, cmp_i64);
+        d.p50 = pct(v, d.n, 0.50) / 1e3;
+        d.p90 = pct(v, d.n, 0.90) / 1e3;
+        d.p99 = pct(v, d.n, 0.99) / 1e3;
+        d.p999 = pct(v, d.n, 0.999) / 1e3;
+        d.max = (double)v[d.n - 1] / 1e3;
+        d.mean = sum / (double)d.n / 1e3;
+    }
+    free(v);
+    return d;
+}
+
+static void json_dist(FILE *f, const char *name, struct dist d, bool last)
+{
+    if (d.n == 0)
+        fprintf(f, "    \"%s\": null%s\n", name, last ? "" : ",");
+    else
+        fprintf(f,
+                "    \"%s\": {\"n\": %zu, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, "
+                "\"p999\": %.3f, \"max\": %.3f, \"mean\": %.3f}%s\n",
+                name, d.n, d.p50, d.p90, d.p99, d.p999, d.max, d.mean, last ? "" : ",");
+}
+
+static double snap_get(const struct snapshot *s, const char *key, bool *found)
+{
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->kv[i].key, key) == 0) {
+            if (found)
+                *found = true;
+            return s->kv[i].value;
+        }
+    if (found)
+        *found = false;
+    return 0;
+}
+
+static uint64_t rusage_cpu_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0)
+        return 0;
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static const char *phase_names[6] = {"wait_data", "notify",     "dispatch",
+                                     "copy_data", "processing", "round_trip"};
+
+/* Print the summary on stdout and, with --json, into the file. Returns the exit status. */
+static int report(uint64_t client_cpu_us)
+{
+    double window = t_end > t_start ? (double)(t_end - t_start) / 1e9 : 0;
+    double rps = window > 0 ? (double)n_samples / window : 0;
+    struct dist ph[6];
+    for (int i = 0; i < 6; i++)
+        ph[i] = distribution((size_t)i);
+    long connected = 0, never_served = 0;
+    uint64_t min_m = UINT64_MAX, max_m = 0;
+    double sx = 0, sxx = 0;
+    for (long i = 0; i < cfg.conns; i++) {
+        struct lconn *c = &conns[i];
+        if (!c->connected)
+            continue;
+        connected++;
+        if (c->replies == 0)
+            never_served++;
+        if (c->measured < min_m)
+            min_m = c->measured;
+        if (c->measured > max_m)
+            max_m = c->measured;
+        sx += (double)c->measured;
+        sxx += (double)c->measured * (double)c->measured;
+    }
+    if (connected == 0)
+        min_m = 0;
+    double jain = sxx > 0 ? sx * sx / ((double)connected * sxx) : 0;
+    double client_util = window > 0 ? (double)client_cpu_us / 1e6 / window : 0;
+    bool client_bound = client_util > 0.9;
+    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header +
+                      err.error_replies + err.connect_failed + err.closed_by_server + err.stalled;
+    const char *model = stats_before.have ? stats_before.model : "unknown";
+    double srv_req = snap_get(&stats_after, "requests", NULL) -
+                     snap_get(&stats_before, "requests", NULL);
+
+    printf("loadgen: %s, %ld connection%s, %u-byte messages, %s%s\n", model, cfg.conns,
+           cfg.conns == 1 ? "" : "s", cfg.size, cfg.rate > 0 ? "open loop" : "closed loop",
+           interrupted ? " (interrupted)" : "");
+    printf("  requests %zu in %.2f s: %.0f req/s\n", n_samples, window, rps);
+    printf("  latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", ph[5].p50,
+           ph[5].p90, ph[5].p99, ph[5].p999, ph[5].max);
+    printf("  phases us (median / p99):");
+    for (int i = 0; i < 5; i++) {
+        if (ph[i].n)
+            printf("  %s %.1f/%.1f", phase_names[i], ph[i].p50, ph[i].p99);
+        else
+            printf("  %s n/a", phase_names[i]);
+    }
+    printf("\n  connections: %ld connected, %ld never served, replies per connection min %llu "
+           "max %llu\n",
+           connected, never_served, (unsigned long long)min_m, (unsigned long long)max_m);
+    if (stats_after.have && srv_req > 0) {
+        double cpu = snap_get(&stats_after, "cpu_user_us", NULL) +
+                     snap_get(&stats_after, "cpu_sys_us", NULL) -
+                     snap_get(&stats_before, "cpu_user_us", NULL) -
+                     snap_get(&stats_before, "cpu_sys_us", NULL);
+        printf("  server: %.2f us CPU per request", cpu / srv_req);
+        for (int i = 0; i < stats_after.n; i++) {
+            const char *k = stats_after.kv[i].key;
+            if (strncmp(k, "calls_", 6) == 0 || strcmp(k, "eagain") == 0)
+                printf(", %s %.2f", k,
+                       (stats_after.kv[i].value - snap_get(&stats_before, k, NULL)) / srv_req);
+        }
+        printf(" per request\n");
+    }
+    printf("  client CPU %.0f%%%s\n", client_util * 100,
+           client_bound ? " - WARNING: the client was the bottleneck" : "");
+    if (never_served > 0)
+        printf("  note: %ld connection%s never got a reply: the server did not serve them\n",
+               never_served, never_served == 1 ? "" : "s");
+    if (errors)
+        printf("  ERRORS: payload %llu, seq %llu, bad header %llu, error replies %llu, connect "
+               "%llu, closed by server %llu, stalled %llu\n",
+               (unsigned long long)err.payload_mismatch, (unsigned long long)err.seq_mismatch,
+               (unsigned long long)err.bad_header, (unsigned long long)err.error_replies,
+               (unsigned long long)err.connect_failed, (unsigned long long)err.closed_by_server,
+               (unsigned long long)err.stalled);
+
+    if (cfg.json) {
+        FILE *f = fopen(cfg.json, "w");
+        if (f == NULL)
+            die(cfg.json);
+        fprintf(f, "{\n  \"tool\": \"loadgen\",\n  \"interrupted\": %s,\n",
+                interrupted ? "true" : "false");
+        fprintf(f,
+                "  \"config\": {\"addr\": \"%s\", \"port\": %d, \"connections\": %ld, "
+                "\"size\": %u, \"duration_s\": %g, \"requests\": %ld, \"warmup_s\": %g, "
+                "\"think_ms\": %g, \"rate\": %g, \"mode\": \"%s\", \"seed\": %u},\n",
+                cfg.addr, cfg.port, cfg.conns, cfg.size, cfg.duration_s, cfg.requests,
+                cfg.warmup_s, cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed",
+                cfg.seed);
+        fprintf(f, "  \"model\": \"%s\",\n  \"window_s\": %.6f,\n  \"requests\": %zu,\n", model,
+                window, n_samples);
+        fprintf(f, "  \"throughput_rps\": %.3f,\n  \"latency_us\": {\n", rps);
+        json_dist(f, "round_trip", ph[5], true);
+        fprintf(f, "  },\n  \"phases_us\": {\n");
+        for (int i = 0; i < 5; i++)
+            json_dist(f, phase_names[i], ph[i], i == 4);
+        fprintf(f,
+                "  },\n  \"fairness\": {\"connected\": %ld, \"never_served\": %ld, "
+                "\"min\": %llu, \"max\": %llu, \"jain\": %.4f},\n",
+                connected, never_served, (unsigned long long)min_m, (unsigned long long)max_m,
+                jain);
+        fprintf(f,
+                "  \"errors\": {\"total\": %llu, \"payload_mismatch\": %llu, \"seq_mismatch\": "
+                "%llu, \"bad_header\": %llu, \"error_replies\": %llu, \"connect_failed\": %llu, "
+                "\"closed_by_server\": %llu, \"stalled\": %llu},\n",
+                (unsigned long long)errors, (unsigned long long)err.payload_mismatch,
+                (unsigned long long)err.seq_mismatch, (unsigned long long)err.bad_header,
+                (unsigned long long)err.error_replies, (unsigned long long)err.connect_failed,
+                (unsigned long long)err.closed_by_server, (unsigned long long)err.stalled);
+        fprintf(f, "  \"server_stats_delta\": {");
+        for (int i = 0; stats_after.have && i < stats_after.n; i++) {
+            const char *k = stats_after.kv[i].key;
+            double d = strcmp(k, "connections_open") == 0
+                           ? stats_after.kv[i].value
+                           : stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
+            fprintf(f, "%s\"%s\": %.0f", i ? ", " : "", k, d);
+        }
+        fprintf(f, "},\n  \"server_stats_per_request\": {");
+        for (int i = 0; stats_after.have && srv_req > 0 && i < stats_after.n; i++) {
+            const char *k = stats_after.kv[i].key;
+            double d = stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
+            fprintf(f, "%s\"%s\": %.4f", i ? ", " : "", k, d / srv_req);
+        }
+        fprintf(f,
+                "},\n  \"client\": {\"cpu_us\": %llu, \"cpu_util\": %.4f, \"bottleneck\": %s}\n}\n",
+                (unsigned long long)client_cpu_us, client_util, client_bound ? "true" : "false");
+        if (fclose(f) != 0)
+            die(cfg.json);
+    }
+    if (interrupted)
+        return 130;
+    return errors ? 1 : 0;
+}
+
+/* ---- the run -------------------------------------------------------------------------- */
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: loadgen -p PORT [options]\n"
+            "Drive an iomodels server with ECHO frames and measure every request.\n\n"
+            "  -a, --addr ADDR      server address (default 127.0.0.1)\n"
+            "  -p, --port PORT      server port (required)\n"
+            "  -c, --conns N        concurrent connections (default 1)\n"
+            "  -s, --size BYTES     payload bytes per request (default 64)\n"
+            "  -d, --duration SECS  measured time (default 5)\n"
+            "  -n, --requests N     stop after N measured requests instead\n"
+            "      --warmup SECS    unmeasured time before (default 1)\n"
+            "      --think MS       closed loop: pause before each request (default 0)\n"
+            "      --rate R         open loop: R requests/s in all, latency from the due time\n"
+            "      --csv FILE       one row per measured request\n"
+            "      --sample N       with --csv, keep every Nth row (default 1)\n"
+            "      --json FILE      the summary as JSON\n"
+            "      --seed N         payload seed (default 1)\n"
+            "      --timeout SECS   give up when no reply comes for this long (default 10)\n"
+            "  -q, --quiet          no progress line each second\n"
+            "  -h, --help\n\n"
+            "Exit status: 0 all good, 1 errors (mismatches, error replies, failures), 2 usage,\n"
+            "130 interrupted (the files are still written).\n");
+}
+
+static double number(const char *name, const char *text, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || v < min || v > max) {
+        fprintf(stderr, "loadgen: %s must be a number from %g to %g, not \"%s\"\n", name, min,
+                max, text);
+        exit(2);
+    }
+    return v;
+}
+
+static void parse_args(int argc, char **argv)
+{
+    enum { O_WARMUP = 256, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
+    static const struct option longopts[] = {
+        {"addr", required_argument, NULL, 'a'},     {"port", required_argument, NULL, 'p'},
+        {"conns", required_argument, NULL, 'c'},    {"size", required_argument, NULL, 's'},
+        {"duration", required_argument, NULL, 'd'}, {"requests", required_argument, NULL, 'n'},
+        {"warmup", required_argument, NULL, O_WARMUP}, {"think", required_argument, NULL, O_THINK},
+        {"rate", required_argument, NULL, O_RATE},  {"csv", required_argument, NULL, O_CSV},
+        {"sample", required_argument, NULL, O_SAMPLE}, {"json", required_argument, NULL, O_JSON},
+        {"seed", required_argument, NULL, O_SEED},  {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "a:p:c:s:d:n:qh", longopts, NULL)) != -1) {
+        switch (o) {
+        case 'a': cfg.addr = optarg; break;
+        case 'p': cfg.port = (int)number("--port", optarg, 1, 65535); break;
+        case 'c': cfg.conns = (long)number("--conns", optarg, 1, 1000000); break;
+        case 's': cfg.size = (uint32_t)number("--size", optarg, 0, 1 << 30); break;
+        case 'd': cfg.duration_s = number("--duration", optarg, 0.001, 86400); break;
+        case 'n': cfg.requests = (long)number("--requests", optarg, 1, 1e12); break;
+        case O_WARMUP: cfg.warmup_s = number("--warmup", optarg, 0, 3600); break;
+        case O_THINK: cfg.think_ms = number("--think", optarg, 0, 3600e3); break;
+        case O_RATE: cfg.rate = number("--rate", optarg, 0.001, 1e8); break;
+        case O_CSV: cfg.csv = optarg; break;
+        case O_SAMPLE: cfg.sample = (long)number("--sample", optarg, 1, 1e9); break;
+        case O_JSON: cfg.json = optarg; break;
+        case O_SEED: cfg.seed = (unsigned)number("--seed", optarg, 0, 4294967295.0); break;
+        case O_TIMEOUT: cfg.timeout_s = number("--timeout", optarg, 0.1, 3600); break;
+        case 'q': cfg.quiet = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc || cfg.port == 0) {
+        fprintf(stderr, optind < argc ? "loadgen: unexpected argument \"%s\"\n"
+                                      : "loadgen: -p PORT is required\n",
+                argv[optind]);
+        usage(stderr);
+        exit(2);
+    }
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)cfg.conns + 16 > rl.rlim_cur) {
+        fprintf(stderr, "loadgen: %ld connections need more descriptors than the limit (%llu)\n",
+                cfg.conns, (unsigned long long)rl.rlim_cur);
+        exit(2);
+    }
+}
+
+static void progress(uint64_t now, uint64_t t_begin, size_t *last_n)
+{
+    double since = (double)(now - t_begin) / 1e9;
+    size_t n = n_samples - *last_n;
+    int64_t *v = malloc((n ? n : 1) * sizeof *v);
+    if (v == NULL)
+        die("malloc");
+    for (size_t i = 0; i < n; i++)
+        v[i] = samples[*last_n + i].ph.round_trip;
+    qsort(v, n, sizeof *v, cmp_i64);
+    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header +
+                      err.error_replies + err.closed_by_server + err.connect_failed;
+    fprintf(stderr, "loadgen: %5.1f s %s  %zu req/s  p50 %.1f us  p99 %.1f us  errors %llu\n",
+            since, measuring ? "measuring" : "warm-up  ", n, n ? pct(v, n, 0.5) / 1e3 : 0.0,
+            n ? pct(v, n, 0.99) / 1e3 : 0.0, (unsigned long long)errors);
+    free(v);
+    *last_n = n_samples;
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    raise_fd_limit();
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pattern = malloc((size_t)cfg.size + PATTERN_SLACK);
+    if (pattern == NULL)
+        die("malloc");
+    srandom(cfg.seed);
+    for (size_t i = 0; i < (size_t)cfg.size + PATTERN_SLACK; i++)
+        pattern[i] = (uint8_t)(random() >> 7);
+    conns = calloc((size_t)cfg.conns, sizeof *conns);
+    think_q = calloc((size_t)cfg.conns, sizeof *think_q);
+    think_due = calloc((size_t)cfg.conns, sizeof *think_due);
+    if (conns == NULL || think_q == NULL || think_due == NULL)
+        die("calloc");
+    if (cfg.csv) {
+        csv = fopen(cfg.csv, "w");
+        if (csv == NULL)
+            die(cfg.csv);
+        fputs("conn,seq,client_send,client_recv,t_wait,t_arrive,t_ready,t_copy_begin,"
+              "t_copy_end,t_reply,wait_data_ns,notify_ns,dispatch_ns,copy_data_ns,"
+              "processing_ns,round_trip_ns\n",
+              csv);
+    }
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        die("epoll_create1");
+
+    connect_all();
+    struct lconn *ctl = control_conn();
+    if (ctl == NULL) {
+        fprintf(stderr, "loadgen: no connection to %s:%d could be made\n", cfg.addr, cfg.port);
+        return 1;
+    }
+
+    uint64_t t_begin = stamp_now();
+    uint64_t warm_end = t_begin + (uint64_t)(cfg.warmup_s * NS_PER_S);
+    uint64_t next_tick = t_begin + NS_PER_S;
+    uint64_t next_due = t_begin; /* open loop schedule */
+    uint64_t gap = cfg.rate > 0 ? (uint64_t)(1e9 / cfg.rate) : 0;
+    uint64_t rr = 0;
+    uint64_t cpu_start = 0;
+    uint64_t end_deadline = 0; /* after the window: how long to wait for the closing STATS */
+    size_t last_n = 0;
+    bool asked_before = false, asked_after = false;
+    last_progress = t_begin;
+
+    for (long i = 0; i < cfg.conns; i++)
+        next_request(&conns[i]);
+
+    struct epoll_event evs[512];
+    while (!interrupted) {
+        uint64_t now = stamp_now();
+        if (!measuring && !finished && now >= warm_end) {
+            measuring = true;
+            t_start = now;
+            t_end = cfg.requests ? UINT64_MAX : t_start + (uint64_t)(cfg.duration_s * NS_PER_S);
+            cpu_start = rusage_cpu_us();
+            if (!ctl->dead) {
+                queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0);
+                asked_before = true;
+            }
+        }
+        if (measuring && !finished &&
+            (now >= t_end || (cfg.requests && n_samples >= (size_t)cfg.requests))) {
+            finished = true;
+            measuring = false;
+            t_end = now;
+            end_deadline = now + (uint64_t)(cfg.timeout_s * NS_PER_S);
+            if (!ctl->dead && asked_before) {
+                queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0);
+                asked_after = true;
+            }
+        }
+        if (finished) {
+            bool served_idle = true; /* served connections have their last replies */
+            for (long i = 0; i < cfg.conns && served_idle; i++)
+                if (!conns[i].dead && conns[i].replies > 0 && conns[i].q_len > 0)
+                    served_idle = false;
+            if ((!asked_after || stats_after.have || ctl->dead) && served_idle)
+                break;
+            if (now >= end_deadline)
+                break;
+        }
+        if (cfg.rate > 0 && !finished) {
+            while (next_due <= now) { /* open loop: whatever the replies do */
+                for (long k = 0; k < cfg.conns; k++) {
+                    struct lconn *c = &conns[rr++ % (uint64_t)cfg.conns];
+                    if (!c->dead) {
+                        queue_request(c, PROTO_ECHO, next_due);
+                        break;
+                    }
+                }
+                next_due += gap;
+            }
+        }
+        while (think_len > 0 && think_due[think_head] <= now) {
+            struct lconn *c = &conns[think_q[think_head]];
+            think_head = (think_head + 1) % (size_t)cfg.conns;
+            think_len--;
+            if (!c->dead && !finished)
+                queue_request(c, PROTO_ECHO, 0);
+        }
+        if (now >= next_tick) {
+            if (!cfg.quiet)
+                progress(now, t_begin, &last_n);
+            next_tick += NS_PER_S;
+            bool waiting = false;
+            for (long i = 0; i < cfg.conns && !waiting; i++)
+                waiting = !conns[i].dead && conns[i].q_len > 0;
+            if (waiting && now - last_progress > (uint64_t)(cfg.timeout_s * NS_PER_S)) {
+                err.stalled++;
+                fprintf(stderr, "loadgen: no reply for %.1f s: giving up\n", cfg.timeout_s);
+                if (!finished)
+                    t_end = now;
+                break;
+            }
+        }
+        /* Sleep until the next thing that is due. */
+        uint64_t wake = next_tick;
+        if (cfg.rate > 0 && !finished && next_due < wake)
+            wake = next_due;
+        if (think_len > 0 && think_due[think_head] < wake)
+            wake = think_due[think_head];
+        if (!measuring && !finished && warm_end < wake)
+            wake = warm_end;
+        if (measuring && t_end < wake)
+            wake = t_end;
+        now = stamp_now();
+        struct timespec ts = {0, 0};
+        if (wake > now)
+            ts = (struct timespec){(time_t)((wake - now) / NS_PER_S), (long)((wake - now) % NS_PER_S)};
+        int n = epoll_pwait2(epfd, evs, 512, &ts, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("epoll_pwait2");
+        }
+        for (int i = 0; i < n; i++) {
+            struct lconn *c = evs[i].data.ptr;
+            if (c->dead)
+                continue;
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                readable(c);
+            if (!c->dead && (evs[i].events & EPOLLOUT))
+                flush(c);
+        }
+    }
+    if (!finished)
+        t_end = measuring ? stamp_now() : t_start;
+    uint64_t cpu_used = rusage_cpu_us() - cpu_start;
+    if (t_start == 0)
+        cpu_used = 0;
+    if (csv && fclose(csv) != 0)
+        die(cfg.csv);
+    return report(cpu_used);
+}

@@ -1,0 +1,288 @@
+/* conn.c - per-connection buffers, request handling and partial writes (see conn.h). */
+#include "conn.h"
+#include "stamp.h"
+#include "server.h"
+#include "stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONN_READ_CHUNK 16384u /* room offered to a read when no bigger frame is pending */
+#define STATS_TEXT_MAX  4096u
+
+static void *xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size);
+    if (q == NULL)
+        die("realloc");
+    return q;
+}
+
+/* Make room for `want` more bytes after b->end, moving live bytes to the front first. */
+static void buffer_reserve(struct conn_buffer *b, size_t want)
+{
+    if (b->start > 0 && (b->start == b->end || b->cap - b->end < want)) {
+        memmove(b->data, b->data + b->start, b->end - b->start);
+        b->end -= b->start;
+        b->start = 0;
+    }
+    if (b->cap - b->end < want) {
+        size_t cap = b->cap ? b->cap : CONN_READ_CHUNK;
+        while (cap - b->end < want)
+            cap *= 2;
+        b->data = xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+}
+
+static uint8_t *buffer_append(struct conn_buffer *b, size_t n)
+{
+    buffer_reserve(b, n);
+    uint8_t *p = b->data + b->end;
+    b->end += n;
+    return p;
+}
+
+static size_t buffer_used(const struct conn_buffer *b)
+{
+    return b->end - b->start;
+}
+
+/* Queue a frame reply. Its t_reply field is stamped in conn_flush(), just before the send. */
+static void queue_reply(struct conn *c, uint8_t type, uint8_t status, uint32_t seq,
+                        const struct proto_stamps *st, const void *payload, size_t len)
+{
+    uint64_t offset = c->out_sent + buffer_used(&c->out);
+    uint8_t *p = buffer_append(&c->out, PROTO_REPLY_PREFIX_SIZE + len);
+    proto_write_reply_prefix(p, type, status, seq, (uint32_t)len, st);
+    if (len > 0)
+        memcpy(p + PROTO_REPLY_PREFIX_SIZE, payload, len);
+    if (c->n_unstamped == c->cap_unstamped) {
+        c->cap_unstamped = c->cap_unstamped ? 2 * c->cap_unstamped : 16;
+        c->unstamped = xrealloc(c->unstamped, c->cap_unstamped * sizeof *c->unstamped);
+    }
+    c->unstamped[c->n_unstamped++] = offset + PROTO_REPLY_STAMP_OFFSET;
+}
+
+static void send_now(int fd, const void *data, size_t len)
+{
+    /* Best effort on a socket about to be closed: a short reply fits any send buffer. */
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    stats_add(STAT_calls_send, 1);
+    if (n > 0)
+        stats_add(STAT_bytes_out, (uint64_t)n);
+}
+
+bool conn_admit(int fd, const struct server_options *opt)
+{
+    if ((long)stats_get(STAT_connections_open) < opt->max_conns)
+        return true;
+    static const char reason[] = "too many connections (--max-conns)";
+    uint8_t reply[PROTO_REPLY_PREFIX_SIZE + sizeof reason - 1];
+    struct proto_stamps none = {0};
+    none.reply = stamp_now();
+    proto_write_reply_prefix(reply, 0, PROTO_ERR_SERVER_FULL, 0, sizeof reason - 1, &none);
+    memcpy(reply + PROTO_REPLY_PREFIX_SIZE, reason, sizeof reason - 1);
+    send_now(fd, reply, sizeof reply);
+    close(fd);
+    stats_add(STAT_connections_refused, 1);
+    return false;
+}
+
+struct conn *conn_open(int fd, const struct server_options *opt)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        die("calloc");
+    c->fd = fd;
+    proto_parser_init(&c->parser, opt->max_frame);
+    stats_add(STAT_connections, 1);
+    stats_add(STAT_connections_open, 1);
+    return c;
+}
+
+uint8_t *conn_in_space(struct conn *c, size_t *room)
+{
+    size_t have = buffer_used(&c->in);
+    size_t want = CONN_READ_CHUNK;
+    if (c->in_need > have && c->in_need - have > want)
+        want = c->in_need - have; /* a big frame: let one read take all of it that is there */
+    buffer_reserve(&c->in, want);
+    *room = c->in.cap - c->in.end;
+    return c->in.data + c->in.end;
+}
+
+static void log_error(const struct conn *c, const char *reason)
+{
+    fprintf(stderr, "fd %d: %s; closing the connection\n", c->fd, reason);
+}
+
+static void answer_error(struct conn *c, const struct proto_event *ev,
+                         const struct proto_stamps *st)
+{
+    log_error(c, ev->reason);
+    if (c->parser.mode == PROTO_MODE_LINE) {
+        static const char msg[] = "ERR line too long\n";
+        memcpy(buffer_append(&c->out, sizeof msg - 1), msg, sizeof msg - 1);
+        stats_add(STAT_errors_line_too_long, 1);
+    } else {
+        queue_reply(c, ev->header.type, (uint8_t)ev->status, ev->header.seq, st, ev->reason,
+                    strlen(ev->reason));
+        stats_add(ev->status == PROTO_ERR_BAD_MAGIC      ? STAT_errors_bad_magic
+                  : ev->status == PROTO_ERR_UNKNOWN_TYPE ? STAT_errors_unknown_type
+                                                         : STAT_errors_too_large,
+                  1);
+    }
+    c->closing = true;
+    c->in.start = c->in.end = 0; /* nothing after a malformed request can be trusted */
+}
+
+static void answer_frame(struct conn *c, const struct proto_event *ev,
+                         const struct proto_stamps *st)
+{
+    const struct proto_header *h = &ev->header;
+    if (h->type == PROTO_ECHO) {
+        queue_reply(c, h->type, PROTO_OK, h->seq, st, ev->data, ev->data_len);
+        stats_add(STAT_requests, 1);
+        stats_add(STAT_frames, 1);
+        return;
+    }
+    stats_add(STAT_stats_requests, 1);
+    if (h->type == PROTO_STATS_RESET) {
+        stats_reset();
+        queue_reply(c, h->type, PROTO_OK, h->seq, st, NULL, 0);
+    } else {
+        char text[STATS_TEXT_MAX];
+        size_t len = stats_format(text, sizeof text, '\n');
+        queue_reply(c, h->type, PROTO_OK, h->seq, st, text, len);
+    }
+}
+
+static void answer_line(struct conn *c, const struct proto_event *ev)
+{
+    uint8_t *p = buffer_append(&c->out, ev->data_len + 1);
+    proto_upper_line(p, ev->data, ev->data_len);
+    p[ev->data_len] = '\n';
+    stats_add(STAT_requests, 1);
+    stats_add(STAT_lines, 1);
+}
+
+void conn_received(struct conn *c, size_t n, const struct proto_stamps *st)
+{
+    c->in.end += n;
+    while (!c->closing) {
+        struct proto_event ev;
+        enum proto_result r =
+            proto_parse(&c->parser, c->in.data + c->in.start, buffer_used(&c->in), &ev);
+        if (r == PROTO_NEED_MORE) {
+            c->in_need = ev.need;
+            break;
+        }
+        if (r == PROTO_ERROR) {
+            answer_error(c, &ev, st);
+            break;
+        }
+        if (r == PROTO_FRAME)
+            answer_frame(c, &ev, st);
+        else
+            answer_line(c, &ev);
+        c->in.start += ev.consumed;
+    }
+    if (c->in.start == c->in.end)
+        c->in.start = c->in.end = 0;
+}
+
+void conn_read_ended(struct conn *c, ssize_t n, int err)
+{
+    if (n == 0) {
+        if (buffer_used(&c->in) > 0) {
+            stats_add(STAT_errors_truncated, 1);
+            log_error(c, "peer closed in the middle of a request");
+        }
+    } else {
+        stats_add(STAT_errors_reset, 1);
+        fprintf(stderr, "fd %d: recv: %s; closing the connection\n", c->fd, strerror(err));
+    }
+}
+
+bool conn_has_output(const struct conn *c)
+{
+    return buffer_used(&c->out) > 0;
+}
+
+bool conn_wants_input(const struct conn *c)
+{
+    return !c->closing && buffer_used(&c->out) < CONN_OUTPUT_HIGH_WATER;
+}
+
+bool conn_done(const struct conn *c)
+{
+    return c->closing && !conn_has_output(c);
+}
+
+static void stamp_replies(struct conn *c)
+{
+    if (c->n_unstamped == 0)
+        return;
+    uint64_t now = stamp_now();
+    for (size_t i = 0; i < c->n_unstamped; i++)
+        proto_put_u64(c->out.data + c->out.start + (c->unstamped[i] - c->out_sent), now);
+    c->n_unstamped = 0;
+}
+
+int conn_flush(struct conn *c)
+{
+    stamp_replies(c);
+    while (buffer_used(&c->out) > 0) {
+        ssize_t n = send(c->fd, c->out.data + c->out.start, buffer_used(&c->out), MSG_NOSIGNAL);
+        stats_add(STAT_calls_send, 1);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                stats_add(STAT_eagain, 1);
+                return 0;
+            }
+            if (errno == EINTR) {
+                stats_add(STAT_eintr, 1);
+                if (server_stopping())
+                    return -1;
+                continue;
+            }
+            int err = errno;
+            stats_add(STAT_errors_reset, 1);
+            fprintf(stderr, "fd %d: send: %s; closing the connection\n", c->fd, strerror(err));
+            errno = err;
+            return -1;
+        }
+        stats_add(STAT_bytes_out, (uint64_t)n);
+        c->out.start += (size_t)n; /* a short write: the rest goes in the next call */
+        c->out_sent += (uint64_t)n;
+    }
+    c->out.start = c->out.end = 0;
+    return 1;
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing) {
+        /* close() with unread input would send a reset, which can destroy the error reply
+         * before the peer reads it. Say we are done, then discard what already arrived. */
+        if (shutdown(c->fd, SHUT_WR) == 0) {
+            char sink[4096];
+            for (int i = 0; i < 64; i++) {
+                ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+                if (n <= 0 && !(n < 0 && errno == EINTR))
+                    break;
+            }
+        }
+    }
+    close(c->fd);
+    stats_sub(STAT_connections_open, 1);
+    free(c->in.data);
+    free(c->out.data);
+    free(c->unstamped);
+    free(c);
+}

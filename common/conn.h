@@ -1,0 +1,78 @@
+/* conn.h - one client connection: its buffers, its requests and replies.
+ *
+ * A model moves bytes; this file decides what they mean. The model reads into the space
+ * conn_in_space() gives it, with whatever call its I/O model uses, then calls conn_received()
+ * with the stamps it took around that read. conn_received() parses every whole request,
+ * queues the replies, and conn_flush() sends them, stamping t_reply just before the send.
+ */
+#ifndef IOMODELS_CONN_H
+#define IOMODELS_CONN_H
+
+#include "options.h"
+#include "proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A connection stops reading while this much output is waiting for a peer that does not
+ * read its replies: memory stays bounded, and TCP flow control slows the sender down. */
+#define CONN_OUTPUT_HIGH_WATER (4u << 20)
+
+struct conn_buffer {
+    uint8_t *data;
+    size_t start, end, cap; /* bytes [start, end) are live */
+};
+
+struct conn {
+    int fd;
+    struct proto_parser parser;
+    struct conn_buffer in, out;
+    size_t in_need;          /* bytes the parser wants in `in` before it can say more */
+    uint64_t out_sent;       /* bytes of output sent so far (stream offset of out.start) */
+    uint64_t *unstamped;     /* stream offsets of t_reply fields not yet stamped */
+    size_t n_unstamped, cap_unstamped;
+    bool closing;            /* an error reply is queued: close once it is sent */
+    uint32_t watched;        /* for the model: e.g. the events epoll is watching for */
+};
+
+/* Admit an accepted socket: if --max-conns connections are open already, tell the peer so
+ * (an error reply, status SERVER_FULL), close the socket and return false. */
+bool conn_admit(int fd, const struct server_options *opt);
+
+/* A new connection on an accepted socket (counted open until conn_close). Never NULL:
+ * out of memory ends the process. */
+struct conn *conn_open(int fd, const struct server_options *opt);
+
+/* Where the next read should put its bytes, and how many fit (never 0). */
+uint8_t *conn_in_space(struct conn *c, size_t *room);
+
+/* n bytes were read into conn_in_space(); st holds the stamps of that read (t_reply is
+ * filled in later). Answers every whole request now in the buffer. */
+void conn_received(struct conn *c, size_t n, const struct proto_stamps *st);
+
+/* The read returned 0 (peer closed) or -1 (errno says why): count what was lost. */
+void conn_read_ended(struct conn *c, ssize_t n, int err);
+
+/* Is there output waiting to be sent? */
+bool conn_has_output(const struct conn *c);
+
+/* Should the model read more? False after an error reply, and while output is over the
+ * high-water mark. */
+bool conn_wants_input(const struct conn *c);
+
+/* Should the model close it now? True once an error reply has been sent. */
+bool conn_done(const struct conn *c);
+
+/* Send queued output with send(MSG_NOSIGNAL) until all is sent (1), the socket would block
+ * (0), or an error (-1, errno set; counted). On a blocking socket it returns only when all is
+ * sent or on error. */
+int conn_flush(struct conn *c);
+
+/* Close the socket and free the connection. After an error reply it first shuts down the
+ * sending side and drains what the peer already sent, so the peer gets the reply rather
+ * than a reset. */
+void conn_close(struct conn *c);
+
+#endif

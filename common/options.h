@@ -1,0 +1,25 @@
+/* options.h - the command line every server shares (getopt_long). */
+#ifndef IOMODELS_OPTIONS_H
+#define IOMODELS_OPTIONS_H
+
+#include <stdint.h>
+
+#define OPTIONS_DEFAULT_PORT      9000
+#define OPTIONS_DEFAULT_BIND      "127.0.0.1"
+#define OPTIONS_DEFAULT_MAX_CONNS 16384
+
+struct server_options {
+    const char *model;   /* the server's name, e.g. "epoll" */
+    const char *summary; /* one line: what the model is */
+    const char *bind;    /* -b ADDR: numeric IPv4 or IPv6 address */
+    int port;            /* -p PORT: 0 picks a free port */
+    long max_conns;      /* --max-conns N: connections past it are told so and closed */
+    uint32_t max_frame;  /* --max-frame BYTES: longest accepted payload */
+};
+
+/* Parse argv into opt. Prints usage and exits 0 for -h, the version for -V, and a message
+ * and exit status 2 for anything it does not understand. */
+void options_parse(int argc, char **argv, const char *model, const char *summary,
+                   struct server_options *opt);
+
+#endif

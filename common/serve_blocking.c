@@ -1,0 +1,38 @@
+/* serve_blocking.c - the blocking per-connection loop (see serve_blocking.h).
+ *
+ * recv() here does both phases of input at once: the process sleeps inside it until data
+ * arrive (wait-data) and the kernel copies them before it returns (copy-data). The process
+ * only learns the data were there when the call returns, so t_ready = t_copy_end, and the
+ * copy stamps bracket the whole call: from outside it, waking up and copying look the same.
+ */
+#include "serve_blocking.h"
+#include "conn.h"
+#include "server.h"
+#include "stamp.h"
+
+#include <errno.h>
+
+void serve_blocking(int fd, const struct server_options *opt)
+{
+    struct conn *c = conn_open(fd, opt);
+    while (!conn_done(c)) {
+        size_t room;
+        uint8_t *space = conn_in_space(c, &room);
+        struct proto_stamps st = {0};
+        st.wait = st.copy_begin = stamp_now();
+        ssize_t n;
+        do
+            n = stamp_recv(fd, space, room, 0, &st.arrive); /* blocks: wait, then copy */
+        while (n < 0 && errno == EINTR && !server_stopping());
+        st.ready = st.copy_end = stamp_now();
+        if (n <= 0) {
+            if (!(n < 0 && errno == EINTR)) /* EINTR here means the server is stopping */
+                conn_read_ended(c, n, errno);
+            break;
+        }
+        conn_received(c, (size_t)n, &st);
+        if (conn_flush(c) < 0) /* blocks until every reply byte is handed to the kernel */
+            break;
+    }
+    conn_close(c);
+}

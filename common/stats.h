@@ -1,0 +1,62 @@
+/* stats.h - the server's counters: what a STATS frame returns and what the exit line prints.
+ *
+ * One table of named counters, updated with relaxed atomics so that the threaded models can
+ * share them. Counters whose name starts with "calls_" (and "eagain") count a model's system
+ * calls; they are printed only when non-zero, so each model shows the calls it makes.
+ */
+#ifndef IOMODELS_STATS_H
+#define IOMODELS_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STATS_COUNTERS(X)                                                                        \
+    X(connections)         /* accepted in all */                                                  \
+    X(connections_open)    /* open now (a gauge: STATS_RESET leaves it alone) */                  \
+    X(connections_refused) /* closed at once because --max-conns was reached */                   \
+    X(requests)            /* ECHO frames and text lines answered */                              \
+    X(frames)              /* of which frames (ECHO) */                                           \
+    X(lines)               /* of which text lines */                                              \
+    X(stats_requests)      /* STATS and STATS_RESET frames */                                     \
+    X(bytes_in)                                                                                   \
+    X(bytes_out)                                                                                  \
+    X(errors_bad_magic)                                                                           \
+    X(errors_unknown_type)                                                                        \
+    X(errors_too_large)    /* frame len above --max-frame */                                      \
+    X(errors_line_too_long)                                                                       \
+    X(errors_truncated)    /* peer closed in the middle of a frame or line */                     \
+    X(errors_reset)        /* ECONNRESET, EPIPE and other socket errors */                        \
+    X(errors_accept)       /* accept failed (EMFILE, ENFILE, ...) */                              \
+    X(calls_accept)                                                                               \
+    X(calls_recvmsg)                                                                              \
+    X(calls_send)                                                                                 \
+    X(calls_epoll_wait)                                                                           \
+    X(calls_epoll_ctl)                                                                            \
+    X(calls_thread_create)                                                                        \
+    X(eagain)              /* calls that returned EAGAIN: the "not yet" answers */                \
+    X(eintr)               /* calls interrupted by a signal and retried */
+
+enum stats_id {
+#define STATS_ENUM(name) STAT_##name,
+    STATS_COUNTERS(STATS_ENUM)
+#undef STATS_ENUM
+        STATS_COUNT
+};
+
+void stats_init(const char *model);
+void stats_add(enum stats_id id, uint64_t n);
+void stats_sub(enum stats_id id, uint64_t n);
+uint64_t stats_get(enum stats_id id);
+
+/* Zero every counter but the gauges, and start CPU and time accounting afresh. */
+void stats_reset(void);
+
+/* Format every counter plus CPU time, context switches and elapsed time as "key=value"
+ * items separated by `sep` (a '\n' for a STATS reply, a ' ' for the exit line).
+ * Returns the length written (truncated to size - 1 like snprintf). */
+size_t stats_format(char *out, size_t size, char sep);
+
+/* Print "STATS key=value ..." on stdout: the exit line every server prints. */
+void stats_print_line(void);
+
+#endif

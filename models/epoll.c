@@ -1,0 +1,145 @@
+/* epoll.c - I/O multiplexing with epoll, level-triggered, on non-blocking sockets.
+ *
+ * The model: one thread asks the kernel, in one call, to sleep until any of its sockets is
+ * ready (epoll_wait), then reads only from the sockets it was told about. Phase 1, waiting
+ * for data, blocks the process in epoll_wait for all connections at once; phase 2, copying,
+ * happens in recv(), which never blocks because the socket is known to hold data. This is
+ * UNP's figure 6.3, with epoll instead of select: the interest set lives in the kernel, so a
+ * wait costs the same whether 10 or 10,000 connections are idle.
+ *
+ * Level-triggered: epoll_wait reports a socket for as long as it has unread data, so each
+ * report is answered with ONE recv(); whatever is left is reported again next time. Output
+ * is written at once; only what the kernel would not take waits for EPOLLOUT, and EPOLLOUT
+ * is watched only while such output is pending (else it would be reported all the time).
+ *
+ * Run:    build/epoll -p 9000           then nc 127.0.0.1 9000 from several terminals
+ * Watch:  in a reply's stamps, t_ready (epoll_wait returned) comes before t_copy_begin:
+ *         the process learns of the data first and copies it second, and the notification
+ *         delay (t_ready - t_arrive) is visible. In STATS, calls_epoll_wait against
+ *         requests shows how many requests one wake-up serves under load.
+ */
+#include "../common/conn.h"
+#include "../common/server.h"
+#include "../common/stamp.h"
+#include "../common/stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#define MAX_EVENTS 256
+
+static int epfd;
+static struct server_options opt;
+
+/* Watch for input while we want it, for output only while some is pending. */
+static void watch(struct conn *c)
+{
+    uint32_t want = (conn_wants_input(c) ? EPOLLIN : 0) | (conn_has_output(c) ? EPOLLOUT : 0);
+    if (want == c->watched)
+        return;
+    struct epoll_event ev = {.events = want, .data.ptr = c};
+    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+        die("epoll_ctl MOD");
+    stats_add(STAT_calls_epoll_ctl, 1);
+    c->watched = want;
+}
+
+static void accept_connections(int listen_fd)
+{
+    for (;;) { /* the listening socket may hold several new connections */
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        stats_add(STAT_calls_accept, 1);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                stats_add(STAT_eagain, 1);
+                return;
+            }
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            stats_add(STAT_errors_accept, 1); /* e.g. EMFILE: keep serving the others */
+            fprintf(stderr, "epoll: accept4: %s\n", strerror(errno));
+            return;
+        }
+        if (!conn_admit(fd, &opt))
+            continue;
+        struct conn *c = conn_open(fd, &opt);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            die("epoll_ctl ADD");
+        stats_add(STAT_calls_epoll_ctl, 1);
+        c->watched = EPOLLIN;
+    }
+}
+
+static void connection_ready(struct conn *c, uint32_t events, uint64_t t_wait, uint64_t t_ready)
+{
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_wants_input(c)) {
+        size_t room;
+        uint8_t *space = conn_in_space(c, &room);
+        struct proto_stamps st = {.wait = t_wait, .ready = t_ready};
+        st.copy_begin = stamp_now();
+        ssize_t n = stamp_recv(c->fd, space, room, 0, &st.arrive); /* never blocks */
+        st.copy_end = stamp_now();
+        if (n > 0) {
+            conn_received(c, (size_t)n, &st);
+        } else if (!(n < 0 && (errno == EAGAIN || errno == EINTR))) {
+            conn_read_ended(c, n, errno);
+            conn_close(c); /* close() also takes the socket out of the epoll set */
+            return;
+        }
+    }
+    if (conn_has_output(c) && conn_flush(c) < 0) {
+        conn_close(c);
+        return;
+    }
+    if (conn_done(c)) {
+        conn_close(c);
+        return;
+    }
+    watch(c);
+}
+
+int main(int argc, char **argv)
+{
+    int listen_fd = server_start(argc, argv, "epoll",
+                                 "I/O multiplexing: epoll, level-triggered, one thread", &opt);
+    if (set_nonblocking(listen_fd) < 0)
+        die("fcntl O_NONBLOCK");
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        die("epoll_create1");
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL}; /* NULL: the listener */
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0)
+        die("epoll_ctl ADD");
+
+    /* The stop signals are blocked except inside epoll_pwait, so one cannot slip in between
+     * the check of server_stopping() and the wait, leaving us asleep. */
+    sigset_t during_wait;
+    if (sigprocmask(SIG_BLOCK, server_stop_signals(), &during_wait) < 0)
+        die("sigprocmask");
+
+    struct epoll_event events[MAX_EVENTS];
+    while (!server_stopping()) {
+        uint64_t t_wait = stamp_now();
+        int n = epoll_pwait(epfd, events, MAX_EVENTS, -1, &during_wait); /* phase 1 blocks here */
+        uint64_t t_ready = stamp_now();
+        stats_add(STAT_calls_epoll_wait, 1);
+        if (n < 0) {
+            if (errno == EINTR) {
+                stats_add(STAT_eintr, 1);
+                continue;
+            }
+            die("epoll_pwait");
+        }
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.ptr == NULL)
+                accept_connections(listen_fd);
+            else
+                connection_ready(events[i].data.ptr, events[i].events, t_wait, t_ready);
+        }
+    }
+    return server_finish();
+}
