@@ -18,12 +18,12 @@ LDFLAGS += -pthread $(SANITIZE)
 MODELS  := blocking threads epoll
 CLIENTS := loadgen
 COMMON  := proto stats stamp options server conn serve_blocking phases
-TESTS   := test_proto test_servers
+TESTS   := main helpers test_proto test_servers
 
 COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
 SERVERS    := $(MODELS:%=$(BUILD)/%)
 CLIENT_BIN := $(CLIENTS:%=$(BUILD)/%)
-TEST_BIN   := $(TESTS:%=$(BUILD)/%)
+TEST_BIN   := $(BUILD)/check_iomodels
 
 # Debian packages: check (libcheck tests), pkg-config, gnuplot-nox (plots), liburing-dev
 # (the io_uring model), netcat-openbsd (nc, to type at a server as the README shows).
@@ -53,13 +53,13 @@ $(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -DBUILD_DIR='"$(abspath $(BUILD))"' -MMD -MP -c $< -o $@
 
-$(TEST_BIN): $(BUILD)/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/helpers.o $(COMMON_OBJ)
+$(TEST_BIN): $(TESTS:%=$(BUILD)/obj/tests/%.o) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_LIBS) -lm
 
-# Each test program prints Check's summary; the last line is the total over all of them.
+# One Check runner for every suite, so the last line is Check's summary of them all.
 check: deps
 	@$(MAKE) --no-print-directory all tests
-	@BUILD=$(BUILD) tests/run-tests $(TEST_BIN)
+	@$(TEST_BIN)
 
 tests: $(TEST_BIN)
 

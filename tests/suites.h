@@ -1,0 +1,10 @@
+/* suites.h - the Check suites that tests/main.c runs. */
+#ifndef IOMODELS_TEST_SUITES_H
+#define IOMODELS_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *proto_suite(void);
+Suite *servers_suite(void);
+
+#endif

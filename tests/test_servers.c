@@ -1,0 +1,516 @@
+/* test_servers.c - integration tests: every built server, started on port 0 and driven
+ * through real loopback sockets. Each test runs once per model (a Check loop test). */
+#include "helpers.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suites.h"
+
+struct model {
+    const char *name;
+    int iterative; /* serves one connection at a time */
+};
+
+static const struct model models[] = {
+    {"blocking", 1},
+    {"threads", 0},
+    {"epoll", 0},
+};
+#define N_MODELS ((int)(sizeof models / sizeof models[0]))
+
+static uint8_t *random_bytes(size_t n, unsigned seed)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    ck_assert_ptr_nonnull(p);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+    return p;
+}
+
+/* Send one ECHO and check the reply byte for byte, and that its stamps are consistent. */
+static void echo_once(int fd, uint32_t seq, const uint8_t *payload, uint32_t len,
+                      const struct model *m)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    send_frame(fd, PROTO_ECHO, seq, payload, len);
+    struct proto_header h;
+    struct proto_stamps st;
+    uint8_t *back;
+    ck_assert_msg(read_reply(fd, &h, &st, &back) == 0, "%s: no reply to a %u-byte echo",
+                  m->name, len);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    uint64_t sent = (uint64_t)t0.tv_sec * 1000000000u + (uint64_t)t0.tv_nsec;
+    uint64_t got = (uint64_t)t1.tv_sec * 1000000000u + (uint64_t)t1.tv_nsec;
+    ck_assert_uint_eq(h.magic, PROTO_MAGIC);
+    ck_assert_uint_eq(h.type, PROTO_ECHO);
+    ck_assert_uint_eq(h.flags, PROTO_OK);
+    ck_assert_uint_eq(h.seq, seq);
+    ck_assert_uint_eq(h.len, len);
+    ck_assert_msg(len == 0 || memcmp(back, payload, len) == 0, "%s: echo of %u bytes differs",
+                  m->name, len);
+    free(back);
+    /* The stamps share the client's clock: each lies inside the round trip and in order. */
+    ck_assert_uint_ge(st.copy_end, st.copy_begin);
+    ck_assert_uint_ge(st.reply, st.copy_end);
+    ck_assert_uint_ge(st.copy_end, sent);
+    ck_assert_uint_le(st.reply, got);
+    ck_assert_uint_le(st.wait, st.ready);
+    if (strcmp(m->name, "blocking") == 0 || strcmp(m->name, "threads") == 0) {
+        ck_assert_uint_eq(st.ready, st.copy_end); /* told only when recv returned */
+        ck_assert_uint_eq(st.wait, st.copy_begin);
+    } else {
+        ck_assert_uint_le(st.ready, st.copy_begin); /* told first, copied second */
+    }
+    /* These models read with recvmsg, so the kernel's arrival stamp must be there, converted
+     * to the monotonic clock (unconverted, it would be ~decades off). */
+    ck_assert_uint_ne(st.arrive, 0);
+    ck_assert_uint_ge(st.arrive + 1000000000u, sent);
+    ck_assert_uint_le(st.arrive, got + 1000000000u);
+}
+
+START_TEST(echo_sizes)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    int fd = client_connect(s.port);
+    /* around the header size, the read chunk (16 KiB), and up to --max-frame: the large
+     * ones take many reads and force partial writes */
+    const uint32_t sizes[] = {0,     1,     2,      11,     12,     13,     100,
+                              4096,  16383, 16384,  16385,  65536,  65537,  300000,
+                              524289, 1u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint8_t *p = random_bytes(sizes[i], (unsigned)i + 1);
+        echo_once(fd, (uint32_t)i + 1, p, sizes[i], m);
+        free(p);
+    }
+    close(fd);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(pipelined_in_pieces)
+{
+    /* Ten frames written back to back in odd-sized pieces: ten replies, in order. */
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    int fd = client_connect(s.port);
+    uint8_t buf[10 * (PROTO_HEADER_SIZE + 300)];
+    size_t len = 0;
+    uint8_t *p = random_bytes(300, 99);
+    for (uint32_t i = 0; i < 10; i++) {
+        proto_write_request_header(buf + len, PROTO_ECHO, 1000 + i, 30 * i);
+        memcpy(buf + len + PROTO_HEADER_SIZE, p, 30 * i);
+        len += PROTO_HEADER_SIZE + 30 * i;
+    }
+    for (size_t off = 0; off < len; off += 37) {
+        send_all(fd, buf + off, len - off < 37 ? len - off : 37);
+        usleep(100);
+    }
+    for (uint32_t i = 0; i < 10; i++) {
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *back;
+        ck_assert_int_eq(read_reply(fd, &h, &st, &back), 0);
+        ck_assert_uint_eq(h.seq, 1000 + i);
+        ck_assert_uint_eq(h.len, 30 * i);
+        ck_assert(memcmp(back, p, 30 * i) == 0);
+        free(back);
+    }
+    free(p);
+    close(fd);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(concurrent_connections)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    if (m->iterative) {
+        /* One at a time: a second client waits until the first leaves, then is served. */
+        int a = client_connect(s.port), b = client_connect(s.port);
+        send_frame(b, PROTO_ECHO, 2, "second", 6);
+        uint8_t *pa = random_bytes(64, 1);
+        echo_once(a, 1, pa, 64, m);
+        free(pa);
+        ck_assert_msg(!readable_within(b, 200), "the iterative server answered two at once");
+        close(a);
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *back;
+        ck_assert_int_eq(read_reply(b, &h, &st, &back), 0);
+        ck_assert_uint_eq(h.seq, 2);
+        ck_assert_mem_eq(back, "second", 6);
+        free(back);
+        close(b);
+    } else {
+        /* 100 connections, all open at once, each with a request in flight. */
+        enum { N = 100 };
+        int fds[N];
+        uint8_t *p[N];
+        for (int i = 0; i < N; i++) {
+            fds[i] = client_connect(s.port);
+            p[i] = random_bytes(1000 + (size_t)i, (unsigned)i + 7);
+            send_frame(fds[i], PROTO_ECHO, (uint32_t)i, p[i], 1000 + (uint32_t)i);
+        }
+        for (int i = N - 1; i >= 0; i--) {
+            struct proto_header h;
+            struct proto_stamps st;
+            uint8_t *back;
+            ck_assert_int_eq(read_reply(fds[i], &h, &st, &back), 0);
+            ck_assert_uint_eq(h.seq, (uint32_t)i);
+            ck_assert_uint_eq(h.len, 1000 + (uint32_t)i);
+            ck_assert(memcmp(back, p[i], h.len) == 0);
+            free(back);
+            free(p[i]);
+            /* and each connection keeps working */
+            uint8_t *q = random_bytes(10, (unsigned)i);
+            echo_once(fds[i], 5000, q, 10, m);
+            free(q);
+        }
+        for (int i = 0; i < N; i++)
+            close(fds[i]);
+    }
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(line_mode)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    int fd = client_connect(s.port);
+    const char *typed = "hello, world\nTwo lines in one write\nsplit ";
+    send_all(fd, typed, strlen(typed));
+    usleep(1000);
+    send_all(fd, "across writes\n\n", 15);
+    const char *expect = "HELLO, WORLD\nTWO LINES IN ONE WRITE\nSPLIT ACROSS WRITES\n\n";
+    char got[128] = {0};
+    ck_assert_int_eq(recv_exact(fd, got, strlen(expect)), 0);
+    ck_assert_str_eq(got, expect);
+    /* 4096 bytes is the longest line; one more is refused and the connection closed */
+    char *line = malloc(4098);
+    memset(line, 'a', 4098);
+    line[4096] = '\n';
+    send_all(fd, line, 4097);
+    char *back = malloc(4097);
+    ck_assert_int_eq(recv_exact(fd, back, 4097), 0);
+    ck_assert_int_eq(back[0], 'A');
+    ck_assert_int_eq(back[4096], '\n');
+    line[4096] = 'a';
+    line[4097] = '\n';
+    send_all(fd, line, 4098);
+    const char *err = "ERR line too long\n";
+    memset(got, 0, sizeof got);
+    ck_assert_int_eq(recv_exact(fd, got, strlen(err)), 0);
+    ck_assert_str_eq(got, err);
+    ck_assert(expect_closed(fd));
+    close(fd);
+    free(line);
+    free(back);
+    char log[4096];
+    server_log(&s, log, sizeof log);
+    ck_assert_ptr_nonnull(strstr(log, "line too long"));
+    /* the server still serves */
+    fd = client_connect(s.port);
+    send_all(fd, "again\n", 6);
+    memset(got, 0, sizeof got);
+    ck_assert_int_eq(recv_exact(fd, got, 6), 0);
+    ck_assert_str_eq(got, "AGAIN\n");
+    close(fd);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+struct bad_request {
+    const char *what;
+    uint8_t bytes[PROTO_HEADER_SIZE];
+    size_t len;
+    uint8_t status;
+    const char *log_says;
+};
+
+START_TEST(malformed_requests)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    const char *const args[] = {"--max-frame", "1000", NULL};
+    server_spawn(&s, m->name, args);
+    const struct bad_request bad[] = {
+        {"bad magic", {0xA5, 0x11, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 12, PROTO_ERR_BAD_MAGIC,
+         "bad magic"},
+        {"bad magic, 2 bytes", {0xA5, 0x00}, 2, PROTO_ERR_BAD_MAGIC, "bad magic"},
+        {"unknown type", {0xA5, 0x10, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 12, PROTO_ERR_UNKNOWN_TYPE,
+         "unknown request type"},
+        {"len over --max-frame", {0xA5, 0x10, 1, 0, 0, 0, 0, 1, 0, 0, 0x03, 0xE9}, 12,
+         PROTO_ERR_TOO_LARGE, "--max-frame"},
+        {"len 0xFFFFFFFF", {0xA5, 0x10, 1, 0, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF}, 12,
+         PROTO_ERR_TOO_LARGE, "--max-frame"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int fd = client_connect(s.port);
+        /* a good request first: the error must not disturb what came before it */
+        echo_once(fd, 1, (const uint8_t *)"ok", 2, m);
+        send_all(fd, bad[i].bytes, bad[i].len);
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *reason;
+        ck_assert_msg(read_reply(fd, &h, &st, &reason) == 0, "%s: no error reply", bad[i].what);
+        ck_assert_msg(h.flags == bad[i].status, "%s: status %u", bad[i].what, h.flags);
+        ck_assert_msg(h.len > 0 && strchr((char *)reason, '\n') == NULL, "%s: reason \"%s\"",
+                      bad[i].what, reason);
+        free(reason);
+        ck_assert_msg(expect_closed(fd), "%s: connection left open", bad[i].what);
+        close(fd);
+        char log[8192];
+        server_log(&s, log, sizeof log);
+        ck_assert_msg(strstr(log, bad[i].log_says) != NULL, "%s: not in the log", bad[i].what);
+    }
+    /* a frame within the limit still works, on a new connection */
+    int fd = client_connect(s.port);
+    uint8_t *p = random_bytes(1000, 3);
+    echo_once(fd, 9, p, 1000, m);
+    free(p);
+    close(fd);
+    char out[4096];
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_int_eq(stats_value(out, "errors_bad_magic"), 2);
+    ck_assert_int_eq(stats_value(out, "errors_unknown_type"), 1);
+    ck_assert_int_eq(stats_value(out, "errors_too_large"), 2);
+}
+END_TEST
+
+START_TEST(max_conns)
+{
+    const struct model *m = &models[_i];
+    if (m->iterative)
+        return; /* it only ever has one connection open; nothing to refuse */
+    struct test_server s;
+    const char *const args[] = {"--max-conns", "2", NULL};
+    server_spawn(&s, m->name, args);
+    int a = client_connect(s.port), b = client_connect(s.port);
+    echo_once(a, 1, (const uint8_t *)"a", 1, m); /* both are surely accepted now */
+    echo_once(b, 1, (const uint8_t *)"b", 1, m);
+    int c = client_connect(s.port);
+    struct proto_header h;
+    struct proto_stamps st;
+    uint8_t *reason;
+    ck_assert_int_eq(read_reply(c, &h, &st, &reason), 0);
+    ck_assert_uint_eq(h.flags, PROTO_ERR_SERVER_FULL);
+    free(reason);
+    ck_assert(expect_closed(c));
+    close(c);
+    echo_once(a, 2, (const uint8_t *)"still", 5, m);
+    close(a);
+    close(b);
+    char out[4096];
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_int_eq(stats_value(out, "connections_refused"), 1);
+}
+END_TEST
+
+/* Ask for STATS on a new connection; returns the reply text (malloc'd) and its size on the
+ * wire in *wire. */
+static char *fetch_stats(int port, size_t *wire)
+{
+    int fd = client_connect(port);
+    send_frame(fd, PROTO_STATS, 1, NULL, 0);
+    struct proto_header h;
+    struct proto_stamps st;
+    uint8_t *text;
+    ck_assert_int_eq(read_reply(fd, &h, &st, &text), 0);
+    ck_assert_uint_eq(h.type, PROTO_STATS);
+    *wire = PROTO_REPLY_PREFIX_SIZE + h.len;
+    close(fd);
+    return (char *)text;
+}
+
+START_TEST(stats_add_up)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    int fd = client_connect(s.port);
+    send_frame(fd, PROTO_STATS_RESET, 1, NULL, 0);
+    struct proto_header h;
+    struct proto_stamps st;
+    uint8_t *payload;
+    ck_assert_int_eq(read_reply(fd, &h, &st, &payload), 0);
+    ck_assert_uint_eq(h.type, PROTO_STATS_RESET);
+    ck_assert_uint_eq(h.len, 0);
+    free(payload);
+    uint8_t *p = random_bytes(100, 5);
+    for (uint32_t i = 0; i < 10; i++)
+        echo_once(fd, 10 + i, p, 100, m);
+    free(p);
+    close(fd);
+    fd = client_connect(s.port);
+    send_all(fd, "one\ntwo\nsix\n", 12);
+    char got[13] = {0};
+    ck_assert_int_eq(recv_exact(fd, got, 12), 0);
+    close(fd);
+
+    /* Poll until both client connections are closed on the server's side too, so that every
+     * counter of theirs is final; then the numbers must add up exactly. */
+    size_t stats_replies = 0, wire = 0;
+    char *text = NULL;
+    for (int tries = 0; tries < 1000; tries++) {
+        free(text);
+        stats_replies += wire;
+        text = fetch_stats(s.port, &wire);
+        if (stats_value(text, "connections_open") == 1)
+            break;
+        usleep(10000);
+    }
+    ck_assert_int_eq(stats_value(text, "connections_open"), 1);
+    char model_line[64];
+    snprintf(model_line, sizeof model_line, "model=%s\n", m->name);
+    ck_assert_ptr_nonnull(strstr(text, model_line));
+    ck_assert_int_eq(stats_value(text, "requests"), 13);
+    ck_assert_int_eq(stats_value(text, "frames"), 10);
+    ck_assert_int_eq(stats_value(text, "lines"), 3);
+    long long polls = stats_value(text, "stats_requests");
+    ck_assert_int_ge(polls, 1);
+    /* in: 10 echoes of 12+100, 12 bytes of lines, and each STATS request's 12 */
+    ck_assert_int_eq(stats_value(text, "bytes_in"), 10 * 112 + 12 + 12 * polls);
+    /* out: the reset's reply (60), 10 echoes of 60+100, 12 bytes of lines, earlier STATS */
+    ck_assert_int_eq(stats_value(text, "bytes_out"), 60 + 10 * 160 + 12 + (long long)stats_replies);
+    ck_assert_int_eq(stats_value(text, "connections"), 1 + polls); /* conn 1 predates the reset */
+    ck_assert_int_ge(stats_value(text, "calls_recvmsg"), 2);
+    ck_assert_int_ge(stats_value(text, "calls_send"), 12); /* lines may share a send */
+    ck_assert_int_ge(stats_value(text, "cpu_user_us"), 0);
+    ck_assert_int_eq(stats_value(text, "errors_reset"), 0);
+    free(text);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(sigterm_exits_with_stats)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    int fd = client_connect(s.port);
+    echo_once(fd, 1, (const uint8_t *)"bye", 3, m);
+    if (!m->iterative) /* a client still connected must not keep the server from stopping */
+        echo_once(fd, 2, (const uint8_t *)"bye", 3, m);
+    else
+        close(fd);
+    char out[4096];
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_msg(strncmp(out, "STATS model=", 12) == 0, "exit line: \"%s\"", out);
+    ck_assert_int_eq(stats_value(out, "requests"), m->iterative ? 1 : 2);
+    ck_assert_int_ge(stats_value(out, "cpu_sys_us"), 0);
+    ck_assert_int_ge(stats_value(out, "ctx_voluntary"), 0);
+    if (!m->iterative)
+        close(fd);
+}
+END_TEST
+
+/* Run build/loadgen; returns its exit status and leaves its JSON summary in json. */
+static int run_loadgen(int port, const char *const *args, char *json, size_t json_size)
+{
+    char path[64], port_s[16];
+    snprintf(path, sizeof path, "/tmp/iomodels-loadgen-%d.json", (int)getpid());
+    snprintf(port_s, sizeof port_s, "%d", port);
+    const char *argv[32] = {build_path("loadgen"), "-p", port_s, "-q", "--json", path};
+    int argc = 6;
+    for (int i = 0; args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (freopen("/dev/null", "w", stdout) == NULL)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(json, 1, json_size - 1, f);
+    json[n] = '\0';
+    fclose(f);
+    unlink(path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static long long json_number(const char *json, const char *key)
+{
+    char quoted[64]; /* the first "key": at any depth; "requests" is matched at the top level */
+    snprintf(quoted, sizeof quoted, strcmp(key, "requests") == 0 ? "\n  \"%s\": " : "\"%s\": ",
+             key);
+    const char *p = strstr(json, quoted);
+    ck_assert_msg(p != NULL, "no %s in the loadgen JSON", key);
+    return atoll(p + strlen(quoted));
+}
+
+START_TEST(loadgen_run)
+{
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    const char *const args[] = {"-c", m->iterative ? "1" : "20", "-s", "200", "-d", "1.5",
+                                "--warmup", "0.3", NULL};
+    char json[16384];
+    ck_assert_int_eq(run_loadgen(s.port, args, json, sizeof json), 0);
+    ck_assert_int_gt(json_number(json, "requests"), 0);
+    ck_assert_int_eq(json_number(json, "total"), 0); /* errors */
+    ck_assert_int_eq(json_number(json, "payload_mismatch"), 0);
+    ck_assert_int_eq(json_number(json, "never_served"), 0);
+    ck_assert_ptr_nonnull(strstr(json, m->name));
+    ck_assert_int_gt(json_number(json, "frames"), 0); /* the server's STATS delta came back */
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(loadgen_shows_unserved)
+{
+    /* Three connections to the iterative server: one is served, two never are, and loadgen
+     * says so and still ends on time. Concurrent servers serve all three. */
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    const char *const args[] = {"-c", "3", "-d", "0.5", "--warmup", "0.1", NULL};
+    char json[16384];
+    ck_assert_int_eq(run_loadgen(s.port, args, json, sizeof json), 0);
+    ck_assert_int_eq(json_number(json, "never_served"), m->iterative ? 2 : 0);
+    ck_assert_int_gt(json_number(json, "requests"), 0);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+Suite *servers_suite(void)
+{
+    Suite *s = suite_create("servers");
+    TCase *t = tcase_create("every model");
+    tcase_set_timeout(t, 60);
+    tcase_add_loop_test(t, echo_sizes, 0, N_MODELS);
+    tcase_add_loop_test(t, pipelined_in_pieces, 0, N_MODELS);
+    tcase_add_loop_test(t, concurrent_connections, 0, N_MODELS);
+    tcase_add_loop_test(t, line_mode, 0, N_MODELS);
+    tcase_add_loop_test(t, malformed_requests, 0, N_MODELS);
+    tcase_add_loop_test(t, max_conns, 0, N_MODELS);
+    tcase_add_loop_test(t, stats_add_up, 0, N_MODELS);
+    tcase_add_loop_test(t, sigterm_exits_with_stats, 0, N_MODELS);
+    tcase_add_loop_test(t, loadgen_run, 0, N_MODELS);
+    tcase_add_loop_test(t, loadgen_shows_unserved, 0, N_MODELS);
+    suite_add_tcase(s, t);
+    return s;
+}
