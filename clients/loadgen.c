@@ -180,14 +180,14 @@ static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
 {
     uint32_t len = type == PROTO_ECHO ? cfg.size : 0;
     size_t need = PROTO_HEADER_SIZE + len;
-    if (c->out_cap - c->out_end < need) {
+    if (c->out_cap - c->out_end < need && c->out_start > 0) {
         memmove(c->out, c->out + c->out_start, c->out_end - c->out_start);
         c->out_end -= c->out_start;
         c->out_start = 0;
-        if (c->out_cap - c->out_end < need) {
-            c->out_cap = c->out_end + need + c->out_cap;
-            c->out = xrealloc(c->out, c->out_cap);
-        }
+    }
+    if (c->out_cap - c->out_end < need) {
+        c->out_cap = c->out_end + need + c->out_cap;
+        c->out = xrealloc(c->out, c->out_cap);
     }
     uint32_t seq = c->next_seq++;
     proto_write_request_header(c->out + c->out_end, type, seq, len);

@@ -5,6 +5,7 @@
 #include "stats.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 
 #define CONN_READ_CHUNK 16384u /* room offered to a read when no bigger frame is pending */
 #define STATS_TEXT_MAX  4096u
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn *open_conns; /* a list of every open connection */
 
 static void *xrealloc(void *p, size_t size)
 {
@@ -100,6 +104,12 @@ struct conn *conn_open(int fd, const struct server_options *opt)
         die("calloc");
     c->fd = fd;
     proto_parser_init(&c->parser, opt->max_frame);
+    pthread_mutex_lock(&open_lock);
+    c->next = open_conns;
+    if (open_conns != NULL)
+        open_conns->prev = c;
+    open_conns = c;
+    pthread_mutex_unlock(&open_lock);
     stats_add(STAT_connections, 1);
     stats_add(STAT_connections_open, 1);
     return c;
@@ -280,9 +290,23 @@ void conn_close(struct conn *c)
         }
     }
     close(c->fd);
+    pthread_mutex_lock(&open_lock);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        open_conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&open_lock);
     stats_sub(STAT_connections_open, 1);
     free(c->in.data);
     free(c->out.data);
     free(c->unstamped);
     free(c);
+}
+
+void conn_close_all(void)
+{
+    while (open_conns != NULL)
+        conn_close(open_conns);
 }

@@ -35,6 +35,7 @@ struct conn {
     size_t n_unstamped, cap_unstamped;
     bool closing;            /* an error reply is queued: close once it is sent */
     uint32_t watched;        /* for the model: e.g. the events epoll is watching for */
+    struct conn *prev, *next; /* every open connection, for conn_close_all() */
 };
 
 /* Admit an accepted socket: if --max-conns connections are open already, tell the peer so
@@ -74,5 +75,9 @@ int conn_flush(struct conn *c);
  * sending side and drains what the peer already sent, so the peer gets the reply rather
  * than a reset. */
 void conn_close(struct conn *c);
+
+/* Close every open connection: what a single-threaded model does before it exits. (A
+ * threaded model must not: its connections belong to their threads.) */
+void conn_close_all(void);
 
 #endif

@@ -141,5 +141,6 @@ int main(int argc, char **argv)
                 connection_ready(events[i].data.ptr, events[i].events, t_wait, t_ready);
         }
     }
+    conn_close_all();
     return server_finish();
 }
