@@ -26,8 +26,9 @@ CLIENT_BIN := $(CLIENTS:%=$(BUILD)/%)
 TEST_BIN   := $(BUILD)/check_iomodels
 
 # Debian packages: check (libcheck tests), pkg-config, gnuplot-nox (plots), liburing-dev
-# (the io_uring model), netcat-openbsd (nc, to type at a server as the README shows).
-DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd
+# (the io_uring model), netcat-openbsd (nc, to type at a server as the README shows), jq
+# (run-all reads loadgen's JSON with it).
+DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd jq
 
 all: $(SERVERS) $(CLIENT_BIN)
 

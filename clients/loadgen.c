@@ -16,6 +16,8 @@
 #include <getopt.h>
 #include <math.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -265,9 +267,48 @@ static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
     }
 }
 
+/* The progress line's percentiles come from this coarse histogram of the last second's
+ * round trips (16 buckets per power of two, so within ~5%), kept as replies arrive: sorting a
+ * second's samples in the event loop would stall the client and spoil the very tail it
+ * measures. The final summary sorts every sample exactly. */
+#define HIST_SUB 16
+#define HIST_BUCKETS (64 * HIST_SUB)
+static uint64_t hist[HIST_BUCKETS], hist_n, replies_total;
+
+static int hist_bucket(uint64_t ns)
+{
+    if (ns < HIST_SUB)
+        return (int)ns;
+    int log2 = 63 - __builtin_clzll(ns);
+    int sub = (int)((ns >> (log2 - 4)) & (HIST_SUB - 1));
+    int b = (log2 - 3) * HIST_SUB + sub;
+    return b < HIST_BUCKETS ? b : HIST_BUCKETS - 1;
+}
+
+static double hist_value(int b) /* the lower edge of bucket b, in ns */
+{
+    if (b < HIST_SUB * 1)
+        return b;
+    int log2 = b / HIST_SUB + 3, sub = b % HIST_SUB;
+    return (double)(1ull << log2) * (1.0 + sub / (double)HIST_SUB);
+}
+
+static double hist_percentile(double q)
+{
+    uint64_t want = (uint64_t)ceil(q * (double)hist_n), seen = 0;
+    for (int b = 0; b < HIST_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= want && seen > 0)
+            return hist_value(b);
+    }
+    return 0;
+}
+
 static void record(struct lconn *c, const struct pending *p, const struct proto_stamps *st,
                    uint64_t t_recv)
 {
+    if (cfg.requests && n_samples >= (size_t)cfg.requests)
+        return; /* -n: exactly that many */
     struct sample s;
     phases_derive(st, p->t_send, t_recv, &s.ph);
     if (n_samples == cap_samples) {
@@ -343,6 +384,11 @@ static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
         return (ssize_t)total;
     }
     c->replies++;
+    replies_total++;
+    if (t_recv >= p.t_send) {
+        hist[hist_bucket(t_recv - p.t_send)]++;
+        hist_n++;
+    }
     if (measuring && t_recv >= t_start)
         record(c, &p, &st, t_recv);
     return (ssize_t)total;
@@ -411,7 +457,7 @@ static void connect_all(void)
         if (c->fd < 0)
             die("socket (raise the descriptor limit, or use fewer connections)");
         int one = 1;
-        setsockopt(c->fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
             err.connect_failed++;
             c->dead = true;
@@ -520,6 +566,22 @@ static struct dist distribution(size_t field)
     return d;
 }
 
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
 static void json_dist(FILE *f, const char *name, struct dist d, bool last)
 {
     if (d.n == 0)
@@ -616,7 +678,8 @@ static int report(uint64_t client_cpu_us)
         printf("  server: %.2f us CPU per request", cpu / srv_req);
         for (int i = 0; i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
-            if (strncmp(k, "calls_", 6) == 0 || strcmp(k, "eagain") == 0)
+            if (strncmp(k, "calls_", 6) == 0 || strcmp(k, "eagain") == 0 ||
+                strcmp(k, "eintr") == 0)
                 printf(", %s %.2f", k,
                        (stats_after.kv[i].value - snap_get(&stats_before, k, NULL)) / srv_req);
         }
@@ -641,15 +704,17 @@ static int report(uint64_t client_cpu_us)
             die(cfg.json);
         fprintf(f, "{\n  \"tool\": \"loadgen\",\n  \"interrupted\": %s,\n",
                 interrupted ? "true" : "false");
+        fprintf(f, "  \"config\": {\"addr\": ");
+        json_string(f, cfg.addr);
         fprintf(f,
-                "  \"config\": {\"addr\": \"%s\", \"port\": %d, \"connections\": %ld, "
+                ", \"port\": %d, \"connections\": %ld, "
                 "\"size\": %u, \"duration_s\": %g, \"requests\": %ld, \"warmup_s\": %g, "
                 "\"think_ms\": %g, \"rate\": %g, \"mode\": \"%s\", \"seed\": %u},\n",
-                cfg.addr, cfg.port, cfg.conns, cfg.size, cfg.duration_s, cfg.requests,
-                cfg.warmup_s, cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed",
-                cfg.seed);
-        fprintf(f, "  \"model\": \"%s\",\n  \"window_s\": %.6f,\n  \"requests\": %zu,\n", model,
-                window, n_samples);
+                cfg.port, cfg.conns, cfg.size, cfg.duration_s, cfg.requests, cfg.warmup_s,
+                cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed", cfg.seed);
+        fprintf(f, "  \"model\": ");
+        json_string(f, model);
+        fprintf(f, ",\n  \"window_s\": %.6f,\n  \"requests\": %zu,\n", window, n_samples);
         fprintf(f, "  \"throughput_rps\": %.3f,\n  \"latency_us\": {\n", rps);
         json_dist(f, "round_trip", ph[5], true);
         fprintf(f, "  },\n  \"phases_us\": {\n");
@@ -677,10 +742,14 @@ static int report(uint64_t client_cpu_us)
             fprintf(f, "%s\"%s\": %.0f", i ? ", " : "", k, d);
         }
         fprintf(f, "},\n  \"server_stats_per_request\": {");
+        const char *sep = "";
         for (int i = 0; stats_after.have && srv_req > 0 && i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
+            if (strcmp(k, "connections_open") == 0)
+                continue; /* a gauge: per request it means nothing */
             double d = stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
-            fprintf(f, "%s\"%s\": %.4f", i ? ", " : "", k, d / srv_req);
+            fprintf(f, "%s\"%s\": %.4f", sep, k, d / srv_req);
+            sep = ", ";
         }
         fprintf(f,
                 "},\n  \"client\": {\"cpu_us\": %llu, \"cpu_util\": %.4f, \"bottleneck\": %s}\n}\n",
@@ -792,23 +861,20 @@ static void raise_fd_limit(void)
     }
 }
 
-static void progress(uint64_t now, uint64_t t_begin, size_t *last_n)
+static void progress(uint64_t now, uint64_t t_begin, uint64_t *last_replies)
 {
     double since = (double)(now - t_begin) / 1e9;
-    size_t n = n_samples - *last_n;
-    int64_t *v = malloc((n ? n : 1) * sizeof *v);
-    if (v == NULL)
-        die("malloc");
-    for (size_t i = 0; i < n; i++)
-        v[i] = samples[*last_n + i].ph.round_trip;
-    qsort(v, n, sizeof *v, cmp_i64);
+    uint64_t n = replies_total - *last_replies;
     uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header +
                       err.error_replies + err.closed_by_server + err.connect_failed;
-    fprintf(stderr, "loadgen: %5.1f s %s  %zu req/s  p50 %.1f us  p99 %.1f us  errors %llu\n",
-            since, measuring ? "measuring" : "warm-up  ", n, n ? pct(v, n, 0.5) / 1e3 : 0.0,
-            n ? pct(v, n, 0.99) / 1e3 : 0.0, (unsigned long long)errors);
-    free(v);
-    *last_n = n_samples;
+    fprintf(stderr,
+            "loadgen: %5.1f s %s  %llu replies/s  p50 ~%.1f us  p99 ~%.1f us  errors %llu\n",
+            since, measuring ? "measuring" : (finished ? "finishing" : "warm-up  "),
+            (unsigned long long)n, hist_percentile(0.5) / 1e3, hist_percentile(0.99) / 1e3,
+            (unsigned long long)errors);
+    memset(hist, 0, sizeof hist);
+    hist_n = 0;
+    *last_replies = replies_total;
 }
 
 int main(int argc, char **argv)
@@ -860,7 +926,7 @@ int main(int argc, char **argv)
     uint64_t rr = 0;
     uint64_t cpu_start = 0;
     uint64_t end_deadline = 0; /* after the window: how long to wait for the closing STATS */
-    size_t last_n = 0;
+    uint64_t last_replies = 0, cpu_used = 0;
     bool asked_before = false, asked_after = false;
     last_progress = t_begin;
 
@@ -885,6 +951,7 @@ int main(int argc, char **argv)
             finished = true;
             measuring = false;
             t_end = now;
+            cpu_used = rusage_cpu_us() - cpu_start; /* the window only, not the draining after */
             end_deadline = now + (uint64_t)(cfg.timeout_s * NS_PER_S);
             if (!ctl->dead && asked_before) {
                 queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0);
@@ -922,7 +989,7 @@ int main(int argc, char **argv)
         }
         if (now >= next_tick) {
             if (!cfg.quiet)
-                progress(now, t_begin, &last_n);
+                progress(now, t_begin, &last_replies);
             next_tick += NS_PER_S;
             bool waiting = false;
             for (long i = 0; i < cfg.conns && !waiting; i++)
@@ -965,11 +1032,12 @@ int main(int argc, char **argv)
                 flush(c);
         }
     }
-    if (!finished)
-        t_end = measuring ? stamp_now() : t_start;
-    uint64_t cpu_used = rusage_cpu_us() - cpu_start;
-    if (t_start == 0)
-        cpu_used = 0;
+    if (!finished && measuring) { /* interrupted or stalled inside the window */
+        t_end = stamp_now();
+        cpu_used = rusage_cpu_us() - cpu_start;
+    } else if (!finished) {
+        t_end = t_start;
+    }
     if (csv && fclose(csv) != 0)
         die(cfg.csv);
     return report(cpu_used);

@@ -5,6 +5,7 @@
 #include "stats.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,29 +73,78 @@ static void queue_reply(struct conn *c, uint8_t type, uint8_t status, uint32_t s
     c->unstamped[c->n_unstamped++] = offset + PROTO_REPLY_STAMP_OFFSET;
 }
 
-static void send_now(int fd, const void *data, size_t len)
+/* close() with unread input sends a reset, which can destroy a reply the peer has not read
+ * yet. So: say we are done (FIN after the reply), discard what already arrived, close. */
+static void close_gracefully(int fd)
 {
-    /* Best effort on a socket about to be closed: a short reply fits any send buffer. */
-    ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (shutdown(fd, SHUT_WR) == 0) {
+        char sink[4096];
+        for (int i = 0; i < 64; i++) {
+            ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+            if (n <= 0 && !(n < 0 && errno == EINTR))
+                break;
+        }
+    }
+    close(fd);
+}
+
+/* Tell a peer we will not serve it (status SERVER_FULL, with the reason), and close. */
+static void refuse_socket(int fd, const char *reason)
+{
+    size_t len = strlen(reason);
+    uint8_t reply[PROTO_REPLY_PREFIX_SIZE + 128];
+    if (len > sizeof reply - PROTO_REPLY_PREFIX_SIZE)
+        len = sizeof reply - PROTO_REPLY_PREFIX_SIZE;
+    struct proto_stamps none = {0};
+    none.reply = stamp_now();
+    proto_write_reply_prefix(reply, 0, PROTO_ERR_SERVER_FULL, 0, (uint32_t)len, &none);
+    memcpy(reply + PROTO_REPLY_PREFIX_SIZE, reason, len);
+    /* Best effort on a new socket: a short reply fits any send buffer. */
+    ssize_t n = send(fd, reply, PROTO_REPLY_PREFIX_SIZE + len, MSG_NOSIGNAL | MSG_DONTWAIT);
     stats_add(STAT_calls_send, 1);
     if (n > 0)
         stats_add(STAT_bytes_out, (uint64_t)n);
+    close_gracefully(fd);
+    stats_add(STAT_connections_refused, 1);
 }
 
 bool conn_admit(int fd, const struct server_options *opt)
 {
     if ((long)stats_get(STAT_connections_open) < opt->max_conns)
         return true;
-    static const char reason[] = "too many connections (--max-conns)";
-    uint8_t reply[PROTO_REPLY_PREFIX_SIZE + sizeof reason - 1];
-    struct proto_stamps none = {0};
-    none.reply = stamp_now();
-    proto_write_reply_prefix(reply, 0, PROTO_ERR_SERVER_FULL, 0, sizeof reason - 1, &none);
-    memcpy(reply + PROTO_REPLY_PREFIX_SIZE, reason, sizeof reason - 1);
-    send_now(fd, reply, sizeof reply);
-    close(fd);
-    stats_add(STAT_connections_refused, 1);
+    refuse_socket(fd, "too many connections (--max-conns)");
     return false;
+}
+
+static int spare_fd = -1; /* kept for conn_accept_failed(): see conn.h */
+
+void conn_reserve_spare(void)
+{
+    spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (spare_fd < 0)
+        die("open /dev/null");
+}
+
+void conn_accept_failed(int listen_fd, int err)
+{
+    static uint64_t last_log_ns, unlogged;
+    stats_add(STAT_errors_accept, 1);
+    if ((err == EMFILE || err == ENFILE) && spare_fd >= 0) {
+        close(spare_fd);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            refuse_socket(fd, "server out of file descriptors");
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    uint64_t now = stamp_now();
+    if (now - last_log_ns < 1000000000u) {
+        unlogged++;
+        return;
+    }
+    fprintf(stderr, "accept: %s (%llu more since the last message)\n", strerror(err),
+            (unsigned long long)unlogged);
+    last_log_ns = now;
+    unlogged = 0;
 }
 
 struct conn *conn_open(int fd, const struct server_options *opt)
@@ -209,11 +259,13 @@ void conn_received(struct conn *c, size_t n, const struct proto_stamps *st)
 void conn_read_ended(struct conn *c, ssize_t n, int err)
 {
     if (n == 0) {
+        c->eof = true;
         if (buffer_used(&c->in) > 0) {
             stats_add(STAT_errors_truncated, 1);
             log_error(c, "peer closed in the middle of a request");
         }
     } else {
+        c->broken = true;
         stats_add(STAT_errors_reset, 1);
         fprintf(stderr, "fd %d: recv: %s; closing the connection\n", c->fd, strerror(err));
     }
@@ -226,12 +278,12 @@ bool conn_has_output(const struct conn *c)
 
 bool conn_wants_input(const struct conn *c)
 {
-    return !c->closing && buffer_used(&c->out) < CONN_OUTPUT_HIGH_WATER;
+    return !c->closing && !c->eof && !c->broken && buffer_used(&c->out) < CONN_OUTPUT_HIGH_WATER;
 }
 
 bool conn_done(const struct conn *c)
 {
-    return c->closing && !conn_has_output(c);
+    return c->broken || ((c->closing || c->eof) && !conn_has_output(c));
 }
 
 static void stamp_replies(struct conn *c)
@@ -262,6 +314,7 @@ int conn_flush(struct conn *c)
                 continue;
             }
             int err = errno;
+            c->broken = true;
             stats_add(STAT_errors_reset, 1);
             fprintf(stderr, "fd %d: send: %s; closing the connection\n", c->fd, strerror(err));
             errno = err;
@@ -277,19 +330,10 @@ int conn_flush(struct conn *c)
 
 void conn_close(struct conn *c)
 {
-    if (c->closing) {
-        /* close() with unread input would send a reset, which can destroy the error reply
-         * before the peer reads it. Say we are done, then discard what already arrived. */
-        if (shutdown(c->fd, SHUT_WR) == 0) {
-            char sink[4096];
-            for (int i = 0; i < 64; i++) {
-                ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
-                if (n <= 0 && !(n < 0 && errno == EINTR))
-                    break;
-            }
-        }
-    }
-    close(c->fd);
+    if (c->closing && !c->broken)
+        close_gracefully(c->fd);
+    else
+        close(c->fd);
     pthread_mutex_lock(&open_lock);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -309,4 +353,15 @@ void conn_close_all(void)
 {
     while (open_conns != NULL)
         conn_close(open_conns);
+}
+
+void conn_refuse(struct conn *c, const char *reason)
+{
+    struct proto_stamps none = {0};
+    log_error(c, reason);
+    queue_reply(c, 0, PROTO_ERR_SERVER_FULL, 0, &none, reason, strlen(reason));
+    c->closing = true;
+    conn_flush(c);
+    conn_close(c);
+    stats_add(STAT_connections_refused, 1);
 }

@@ -34,17 +34,34 @@ struct conn {
     uint64_t *unstamped;     /* stream offsets of t_reply fields not yet stamped */
     size_t n_unstamped, cap_unstamped;
     bool closing;            /* an error reply is queued: close once it is sent */
+    bool eof;                /* the peer closed its side: send what is queued, then close */
+    bool broken;             /* the socket failed: close now, nothing more can be sent */
     uint32_t watched;        /* for the model: e.g. the events epoll is watching for */
     struct conn *prev, *next; /* every open connection, for conn_close_all() */
 };
 
 /* Admit an accepted socket: if --max-conns connections are open already, tell the peer so
- * (an error reply, status SERVER_FULL), close the socket and return false. */
+ * (an error reply, status SERVER_FULL), close the socket and return false. Call it and
+ * conn_open() from the one thread that accepts, so that the count cannot race. */
 bool conn_admit(int fd, const struct server_options *opt);
+
+/* accept() failed with err (not EAGAIN, EINTR or ECONNABORTED, which the model retries).
+ * Counts it and logs it at most once a second. Out of descriptors (EMFILE, ENFILE), it
+ * frees the spare descriptor it keeps, accepts the waiting connection, tells the peer
+ * and closes it, and takes the spare back: otherwise the waiting connection would make
+ * the listening socket ready again at once, and the accept loop would spin. */
+void conn_accept_failed(int listen_fd, int err);
+
+/* Open the spare descriptor conn_accept_failed() needs (server_start does it). */
+void conn_reserve_spare(void);
 
 /* A new connection on an accepted socket (counted open until conn_close). Never NULL:
  * out of memory ends the process. */
 struct conn *conn_open(int fd, const struct server_options *opt);
+
+/* The server cannot serve this connection after all (e.g. no thread for it): send an error
+ * reply with this reason, then close it. */
+void conn_refuse(struct conn *c, const char *reason);
 
 /* Where the next read should put its bytes, and how many fit (never 0). */
 uint8_t *conn_in_space(struct conn *c, size_t *room);
@@ -53,7 +70,9 @@ uint8_t *conn_in_space(struct conn *c, size_t *room);
  * filled in later). Answers every whole request now in the buffer. */
 void conn_received(struct conn *c, size_t n, const struct proto_stamps *st);
 
-/* The read returned 0 (peer closed) or -1 (errno says why): count what was lost. */
+/* The read returned 0 (the peer closed its side) or -1 (errno says why). Counts what was
+ * lost. After end of file the queued replies are still sent (the peer may only have shut
+ * down its sending side); after an error nothing more is. Either way no more reading. */
 void conn_read_ended(struct conn *c, ssize_t n, int err);
 
 /* Is there output waiting to be sent? */
@@ -63,7 +82,8 @@ bool conn_has_output(const struct conn *c);
  * high-water mark. */
 bool conn_wants_input(const struct conn *c);
 
-/* Should the model close it now? True once an error reply has been sent. */
+/* Should the model close it now? True once the reply to an error, or every reply after the
+ * peer's end of file, has been sent, and at once after a socket error. */
 bool conn_done(const struct conn *c);
 
 /* Send queued output with send(MSG_NOSIGNAL) until all is sent (1), the socket would block

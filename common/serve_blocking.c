@@ -6,15 +6,13 @@
  * copy stamps bracket the whole call: from outside it, waking up and copying look the same.
  */
 #include "serve_blocking.h"
-#include "conn.h"
 #include "server.h"
 #include "stamp.h"
 
 #include <errno.h>
 
-void serve_blocking(int fd, const struct server_options *opt)
+void serve_blocking(struct conn *c)
 {
-    struct conn *c = conn_open(fd, opt);
     while (!conn_done(c)) {
         size_t room;
         uint8_t *space = conn_in_space(c, &room);
@@ -22,13 +20,14 @@ void serve_blocking(int fd, const struct server_options *opt)
         st.wait = st.copy_begin = stamp_now();
         ssize_t n;
         do
-            n = stamp_recv(fd, space, room, 0, &st.arrive); /* blocks: wait, then copy */
+            n = stamp_recv(c->fd, space, room, 0, &st.arrive); /* blocks: wait, then copy */
         while (n < 0 && errno == EINTR && !server_stopping());
         st.ready = st.copy_end = stamp_now();
-        if (n <= 0) {
-            if (!(n < 0 && errno == EINTR)) /* EINTR here means the server is stopping */
-                conn_read_ended(c, n, errno);
+        if (n < 0 && errno == EINTR) /* only when the server is stopping */
             break;
+        if (n <= 0) {
+            conn_read_ended(c, n, errno); /* every reply is sent already: conn_done() */
+            continue;
         }
         conn_received(c, (size_t)n, &st);
         if (conn_flush(c) < 0) /* blocks until every reply byte is handed to the kernel */

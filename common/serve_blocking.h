@@ -7,10 +7,10 @@
 #ifndef IOMODELS_SERVE_BLOCKING_H
 #define IOMODELS_SERVE_BLOCKING_H
 
-#include "options.h"
+#include "conn.h"
 
 /* Read requests and answer them until the peer closes, an error occurs, or the server is
- * stopping; then close the socket. */
-void serve_blocking(int fd, const struct server_options *opt);
+ * stopping; then close the connection. */
+void serve_blocking(struct conn *c);
 
 #endif

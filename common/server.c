@@ -1,5 +1,6 @@
 /* server.c - start-up, stop signals and the exit line (see server.h). */
 #include "server.h"
+#include "conn.h"
 #include "stamp.h"
 #include "stats.h"
 
@@ -130,6 +131,7 @@ int server_start(int argc, char **argv, const char *model, const char *summary,
     stats_init(model);
     install_signals();
     raise_descriptor_limit();
+    conn_reserve_spare();
     return open_listener(opt);
 }
 

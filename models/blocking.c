@@ -35,12 +35,12 @@ int main(int argc, char **argv)
         if (fd < 0) {
             if (errno == EINTR)
                 stats_add(STAT_eintr, 1);
-            else
-                stats_add(STAT_errors_accept, 1); /* e.g. ECONNABORTED, EMFILE: keep serving */
+            else if (errno != ECONNABORTED)
+                conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving */
             continue;
         }
         if (conn_admit(fd, &opt))
-            serve_blocking(fd, &opt); /* everyone else waits in the listen queue meanwhile */
+            serve_blocking(conn_open(fd, &opt)); /* the others wait in the listen queue */
     }
     return server_finish();
 }

@@ -41,9 +41,13 @@ static void watch(struct conn *c)
     if (want == c->watched)
         return;
     struct epoll_event ev = {.events = want, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
-        die("epoll_ctl MOD");
+    int rc = epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
     stats_add(STAT_calls_epoll_ctl, 1);
+    if (rc < 0) { /* cannot happen for a socket in the set; if it does, lose only this one */
+        fprintf(stderr, "epoll: epoll_ctl MOD: %s; closing the connection\n", strerror(errno));
+        conn_close(c);
+        return;
+    }
     c->watched = want;
 }
 
@@ -59,17 +63,20 @@ static void accept_connections(int listen_fd)
             }
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            stats_add(STAT_errors_accept, 1); /* e.g. EMFILE: keep serving the others */
-            fprintf(stderr, "epoll: accept4: %s\n", strerror(errno));
+            conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving the others */
             return;
         }
         if (!conn_admit(fd, &opt))
             continue;
         struct conn *c = conn_open(fd, &opt);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-            die("epoll_ctl ADD");
+        int rc = epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
         stats_add(STAT_calls_epoll_ctl, 1);
+        if (rc < 0) { /* e.g. ENOSPC: max_user_watches reached */
+            fprintf(stderr, "epoll: epoll_ctl ADD: %s\n", strerror(errno));
+            conn_refuse(c, "server cannot watch this connection (epoll_ctl failed)");
+            continue;
+        }
         c->watched = EPOLLIN;
     }
 }
@@ -83,23 +90,17 @@ static void connection_ready(struct conn *c, uint32_t events, uint64_t t_wait, u
         st.copy_begin = stamp_now();
         ssize_t n = stamp_recv(c->fd, space, room, 0, &st.arrive); /* never blocks */
         st.copy_end = stamp_now();
-        if (n > 0) {
+        if (n > 0)
             conn_received(c, (size_t)n, &st);
-        } else if (!(n < 0 && (errno == EAGAIN || errno == EINTR))) {
-            conn_read_ended(c, n, errno);
-            conn_close(c); /* close() also takes the socket out of the epoll set */
-            return;
-        }
+        else if (!(n < 0 && (errno == EAGAIN || errno == EINTR)))
+            conn_read_ended(c, n, errno); /* peer closed (replies still go) or error */
     }
-    if (conn_has_output(c) && conn_flush(c) < 0) {
-        conn_close(c);
-        return;
-    }
-    if (conn_done(c)) {
-        conn_close(c);
-        return;
-    }
-    watch(c);
+    if (!conn_done(c) && conn_has_output(c))
+        conn_flush(c); /* whatever the kernel takes now; EPOLLOUT brings us back for more */
+    if (conn_done(c))
+        conn_close(c); /* close() also takes the socket out of the epoll set */
+    else
+        watch(c);
 }
 
 int main(int argc, char **argv)

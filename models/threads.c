@@ -21,24 +21,21 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #define THREAD_STACK_SIZE (256 * 1024)
 
-static struct server_options opt;
-
 static void *connection_thread(void *arg)
 {
-    serve_blocking((int)(intptr_t)arg, &opt); /* this thread alone sleeps in recv() */
+    serve_blocking(arg); /* this thread alone sleeps in recv() */
     return NULL;
 }
 
 int main(int argc, char **argv)
 {
+    struct server_options opt;
     int listen_fd = server_start(argc, argv, "threads",
                                  "blocking I/O, one thread per connection", &opt);
     pthread_attr_t attr;
@@ -53,23 +50,22 @@ int main(int argc, char **argv)
         if (fd < 0) {
             if (errno == EINTR)
                 stats_add(STAT_eintr, 1);
-            else
-                stats_add(STAT_errors_accept, 1); /* e.g. ECONNABORTED, EMFILE: keep serving */
+            else if (errno != ECONNABORTED)
+                conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving */
             continue;
         }
         if (!conn_admit(fd, &opt))
             continue;
+        struct conn *c = conn_open(fd, &opt); /* here, not in the thread: --max-conns counts it now */
         sigset_t old;
         pthread_sigmask(SIG_BLOCK, server_stop_signals(), &old); /* inherited by the thread */
         pthread_t tid;
-        int rc = pthread_create(&tid, &attr, connection_thread, (void *)(intptr_t)fd);
+        int rc = pthread_create(&tid, &attr, connection_thread, c);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         stats_add(STAT_calls_thread_create, 1);
         if (rc != 0) {
-            fprintf(stderr, "threads: pthread_create: %s; closing the connection\n",
-                    strerror(rc));
-            stats_add(STAT_connections_refused, 1);
-            close(fd);
+            fprintf(stderr, "threads: pthread_create: %s\n", strerror(rc));
+            conn_refuse(c, "no thread for this connection (pthread_create failed)");
         }
     }
     return server_finish();

@@ -3,6 +3,8 @@
 #include "helpers.h"
 
 #include <check.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,6 +325,99 @@ START_TEST(max_conns)
 }
 END_TEST
 
+START_TEST(max_conns_burst)
+{
+    /* 50 connections at once against --max-conns 10: exactly 10 are served, 40 told why. */
+    const struct model *m = &models[_i];
+    if (m->iterative)
+        return;
+    struct test_server s;
+    const char *const args[] = {"--max-conns", "10", NULL};
+    server_spawn(&s, m->name, args);
+    enum { N = 50 };
+    int fds[N], served = 0, refused = 0;
+    for (int i = 0; i < N; i++)
+        fds[i] = client_connect(s.port);
+    for (int i = 0; i < N; i++) {
+        /* a refused connection may be closed already: its send can fail, its reply is there */
+        uint8_t frame[PROTO_HEADER_SIZE + 1];
+        proto_write_request_header(frame, PROTO_ECHO, (uint32_t)i, 1);
+        frame[PROTO_HEADER_SIZE] = 'x';
+        (void)!send(fds[i], frame, sizeof frame, MSG_NOSIGNAL);
+    }
+    for (int i = 0; i < N; i++) {
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *p;
+        ck_assert_msg(read_reply(fds[i], &h, &st, &p) == 0, "connection %d: no reply", i);
+        if (h.flags == PROTO_OK)
+            served++;
+        else if (h.flags == PROTO_ERR_SERVER_FULL)
+            refused++;
+        free(p);
+    }
+    ck_assert_int_eq(served, 10);
+    ck_assert_int_eq(refused, N - 10);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(half_close_gets_every_reply)
+{
+    /* A client pipelines many requests, then shuts down its sending side and reads: every
+     * reply must still come, though the server sees end of file before it has sent them. */
+    const struct model *m = &models[_i];
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    int fd = client_connect(s.port);
+    enum { N = 3000, SIZE = 1000 };
+    size_t out_len = N * (PROTO_HEADER_SIZE + SIZE), in_len = N * (PROTO_REPLY_PREFIX_SIZE + SIZE);
+    uint8_t *out = malloc(out_len), *in = malloc(in_len);
+    uint8_t *p = random_bytes(SIZE, 11);
+    for (int i = 0; i < N; i++) {
+        proto_write_request_header(out + i * (PROTO_HEADER_SIZE + SIZE), PROTO_ECHO, (uint32_t)i,
+                                   SIZE);
+        memcpy(out + i * (PROTO_HEADER_SIZE + SIZE) + PROTO_HEADER_SIZE, p, SIZE);
+    }
+    /* write everything while reading what comes back, so neither side's buffers fill up */
+    size_t sent = 0, got = 0;
+    while (sent < out_len) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN | POLLOUT};
+        ck_assert_int_gt(poll(&pf, 1, TEST_IO_TIMEOUT_S * 1000), 0);
+        if (pf.revents & POLLOUT) {
+            ssize_t n = send(fd, out + sent, out_len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0)
+                sent += (size_t)n;
+        }
+        if (pf.revents & POLLIN) {
+            ssize_t n = recv(fd, in + got, in_len - got, MSG_DONTWAIT);
+            ck_assert_int_ne(n, 0);
+            if (n > 0)
+                got += (size_t)n;
+        }
+    }
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert_int_eq(recv_exact(fd, in + got, in_len - got), 0);
+    ck_assert(expect_closed(fd));
+    for (int i = 0; i < N; i++) {
+        const uint8_t *r = in + i * (PROTO_REPLY_PREFIX_SIZE + SIZE);
+        ck_assert_uint_eq(proto_get_u32(r + 4), (uint32_t)i);
+        ck_assert(memcmp(r + PROTO_REPLY_PREFIX_SIZE, p, SIZE) == 0);
+    }
+    free(out);
+    free(in);
+    free(p);
+    close(fd);
+    char stats[4096];
+    ck_assert_int_eq(server_stop(&s, stats, sizeof stats), 0);
+    ck_assert_int_eq(stats_value(stats, "frames"), N);
+    ck_assert_int_eq(stats_value(stats, "errors_reset"), 0);
+    ck_assert_int_eq(stats_value(stats, "errors_truncated"), 0);
+}
+END_TEST
+
 /* Ask for STATS on a new connection; returns the reply text (malloc'd) and its size on the
  * wire in *wire. */
 static char *fetch_stats(int port, size_t *wire)
@@ -507,6 +602,8 @@ Suite *servers_suite(void)
     tcase_add_loop_test(t, line_mode, 0, N_MODELS);
     tcase_add_loop_test(t, malformed_requests, 0, N_MODELS);
     tcase_add_loop_test(t, max_conns, 0, N_MODELS);
+    tcase_add_loop_test(t, max_conns_burst, 0, N_MODELS);
+    tcase_add_loop_test(t, half_close_gets_every_reply, 0, N_MODELS);
     tcase_add_loop_test(t, stats_add_up, 0, N_MODELS);
     tcase_add_loop_test(t, sigterm_exits_with_stats, 0, N_MODELS);
     tcase_add_loop_test(t, loadgen_run, 0, N_MODELS);
