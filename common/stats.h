@@ -1,8 +1,8 @@
 /* stats.h - the server's counters: what a STATS frame returns and what the exit line prints.
  *
  * One table of named counters, updated with relaxed atomics so that the threaded models can
- * share them. Counters whose name starts with "calls_" (and "eagain") count a model's system
- * calls; they are printed only when non-zero, so each model shows the calls it makes.
+ * share them. Counters whose name starts with "calls_" (and "eagain", "eintr") count a model's
+ * system calls; they are printed only when non-zero, so each model shows the calls it makes.
  */
 #ifndef IOMODELS_STATS_H
 #define IOMODELS_STATS_H
