@@ -7,4 +7,7 @@ set ylabel 'requests per second'
 set logscale x 10
 set yrange [0:*]
 plot for [i=1:words(models)] datafile index (i-1) using 2:3 with linespoints lw 3 pt 7 ps 1.5 \
-     lc rgb model_colour(word(models, i)) title word(models, i)
+     lc rgb model_colour(word(models, i)) title word(models, i), \
+     for [i=1:words(models)] datafile index (i-1) \
+         using 2:3:($6 > 0 ? sprintf('%d of %d never served', $6, $2) : '') with labels \
+         left offset 1,-1 tc rgb model_colour(word(models, i)) notitle
