@@ -38,16 +38,16 @@ struct config {
     int port;
     long conns;
     uint32_t size;
-    double duration_s;  /* -d */
-    long requests;      /* -n: stop after this many measured requests (0: use -d) */
+    double duration_s; /* -d */
+    long requests;     /* -n: stop after this many measured requests (0: use -d) */
     double warmup_s;
     double think_ms;
-    double rate;        /* --rate: open loop, requests/s in all (0: closed loop) */
+    double rate; /* --rate: open loop, requests/s in all (0: closed loop) */
     const char *csv;
     long sample;
     const char *json;
     unsigned seed;
-    double timeout_s;   /* give up when no reply comes for this long */
+    double timeout_s; /* give up when no reply comes for this long */
     bool quiet;
 };
 
@@ -87,8 +87,15 @@ struct snapshot {
 };
 
 static struct config cfg = {
-    .addr = "127.0.0.1", .port = 0, .conns = 1, .size = 64, .duration_s = 5,
-    .warmup_s = 1, .sample = 1, .seed = 1, .timeout_s = 10,
+    .addr = "127.0.0.1",
+    .port = 0,
+    .conns = 1,
+    .size = 64,
+    .duration_s = 5,
+    .warmup_s = 1,
+    .sample = 1,
+    .seed = 1,
+    .timeout_s = 10,
 };
 static struct lconn *conns;
 static int epfd;
@@ -207,7 +214,8 @@ static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
         c->q_cap = cap;
     }
     /* Closed loop: the send clock starts just before send(); open loop: when it was due. */
-    c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct pending){seq, type, t_due ? t_due : stamp_now()};
+    c->q[(c->q_head + c->q_len++) % c->q_cap] =
+        (struct pending){seq, type, t_due ? t_due : stamp_now()};
     flush(c);
 }
 
@@ -271,7 +279,7 @@ static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
  * round trips (16 buckets per power of two, so within ~5%), kept as replies arrive: sorting a
  * second's samples in the event loop would stall the client and spoil the very tail it
  * measures. The final summary sorts every sample exactly. */
-#define HIST_SUB 16
+#define HIST_SUB     16
 #define HIST_BUCKETS (64 * HIST_SUB)
 static uint64_t hist[HIST_BUCKETS], hist_n, replies_total;
 
@@ -648,11 +656,11 @@ static int report(uint64_t client_cpu_us)
     double jain = sxx > 0 ? sx * sx / ((double)connected * sxx) : 0;
     double client_util = window > 0 ? (double)client_cpu_us / 1e6 / window : 0;
     bool client_bound = client_util > 0.9;
-    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header +
-                      err.error_replies + err.connect_failed + err.closed_by_server + err.stalled;
+    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header + err.error_replies +
+                      err.connect_failed + err.closed_by_server + err.stalled;
     const char *model = stats_before.have ? stats_before.model : "unknown";
-    double srv_req = snap_get(&stats_after, "requests", NULL) -
-                     snap_get(&stats_before, "requests", NULL);
+    double srv_req =
+        snap_get(&stats_after, "requests", NULL) - snap_get(&stats_before, "requests", NULL);
 
     printf("loadgen: %s, %ld connection%s, %u-byte messages, %s%s\n", model, cfg.conns,
            cfg.conns == 1 ? "" : "s", cfg.size, cfg.rate > 0 ? "open loop" : "closed loop",
@@ -678,8 +686,7 @@ static int report(uint64_t client_cpu_us)
         printf("  server: %.2f us CPU per request", cpu / srv_req);
         for (int i = 0; i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
-            if (strncmp(k, "calls_", 6) == 0 || strcmp(k, "eagain") == 0 ||
-                strcmp(k, "eintr") == 0)
+            if (strncmp(k, "calls_", 6) == 0 || strcmp(k, "eagain") == 0 || strcmp(k, "eintr") == 0)
                 printf(", %s %.2f", k,
                        (stats_after.kv[i].value - snap_get(&stats_before, k, NULL)) / srv_req);
         }
@@ -795,8 +802,8 @@ static double number(const char *name, const char *text, double min, double max)
     errno = 0;
     double v = strtod(text, &end);
     if (errno || end == text || *end || v < min || v > max) {
-        fprintf(stderr, "loadgen: %s must be a number from %g to %g, not \"%s\"\n", name, min,
-                max, text);
+        fprintf(stderr, "loadgen: %s must be a number from %g to %g, not \"%s\"\n", name, min, max,
+                text);
         exit(2);
     }
     return v;
@@ -806,41 +813,84 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_WARMUP = 256, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
     static const struct option longopts[] = {
-        {"addr", required_argument, NULL, 'a'},     {"port", required_argument, NULL, 'p'},
-        {"conns", required_argument, NULL, 'c'},    {"size", required_argument, NULL, 's'},
-        {"duration", required_argument, NULL, 'd'}, {"requests", required_argument, NULL, 'n'},
-        {"warmup", required_argument, NULL, O_WARMUP}, {"think", required_argument, NULL, O_THINK},
-        {"rate", required_argument, NULL, O_RATE},  {"csv", required_argument, NULL, O_CSV},
-        {"sample", required_argument, NULL, O_SAMPLE}, {"json", required_argument, NULL, O_JSON},
-        {"seed", required_argument, NULL, O_SEED},  {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
+        {"addr", required_argument, NULL, 'a'},
+        {"port", required_argument, NULL, 'p'},
+        {"conns", required_argument, NULL, 'c'},
+        {"size", required_argument, NULL, 's'},
+        {"duration", required_argument, NULL, 'd'},
+        {"requests", required_argument, NULL, 'n'},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"think", required_argument, NULL, O_THINK},
+        {"rate", required_argument, NULL, O_RATE},
+        {"csv", required_argument, NULL, O_CSV},
+        {"sample", required_argument, NULL, O_SAMPLE},
+        {"json", required_argument, NULL, O_JSON},
+        {"seed", required_argument, NULL, O_SEED},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "a:p:c:s:d:n:qh", longopts, NULL)) != -1) {
         switch (o) {
-        case 'a': cfg.addr = optarg; break;
-        case 'p': cfg.port = (int)number("--port", optarg, 1, 65535); break;
-        case 'c': cfg.conns = (long)number("--conns", optarg, 1, 1000000); break;
-        case 's': cfg.size = (uint32_t)number("--size", optarg, 0, 1 << 30); break;
-        case 'd': cfg.duration_s = number("--duration", optarg, 0.001, 86400); break;
-        case 'n': cfg.requests = (long)number("--requests", optarg, 1, 1e12); break;
-        case O_WARMUP: cfg.warmup_s = number("--warmup", optarg, 0, 3600); break;
-        case O_THINK: cfg.think_ms = number("--think", optarg, 0, 3600e3); break;
-        case O_RATE: cfg.rate = number("--rate", optarg, 0.001, 1e8); break;
-        case O_CSV: cfg.csv = optarg; break;
-        case O_SAMPLE: cfg.sample = (long)number("--sample", optarg, 1, 1e9); break;
-        case O_JSON: cfg.json = optarg; break;
-        case O_SEED: cfg.seed = (unsigned)number("--seed", optarg, 0, 4294967295.0); break;
-        case O_TIMEOUT: cfg.timeout_s = number("--timeout", optarg, 0.1, 3600); break;
-        case 'q': cfg.quiet = true; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'a':
+            cfg.addr = optarg;
+            break;
+        case 'p':
+            cfg.port = (int)number("--port", optarg, 1, 65535);
+            break;
+        case 'c':
+            cfg.conns = (long)number("--conns", optarg, 1, 1000000);
+            break;
+        case 's':
+            cfg.size = (uint32_t)number("--size", optarg, 0, 1 << 30);
+            break;
+        case 'd':
+            cfg.duration_s = number("--duration", optarg, 0.001, 86400);
+            break;
+        case 'n':
+            cfg.requests = (long)number("--requests", optarg, 1, 1e12);
+            break;
+        case O_WARMUP:
+            cfg.warmup_s = number("--warmup", optarg, 0, 3600);
+            break;
+        case O_THINK:
+            cfg.think_ms = number("--think", optarg, 0, 3600e3);
+            break;
+        case O_RATE:
+            cfg.rate = number("--rate", optarg, 0.001, 1e8);
+            break;
+        case O_CSV:
+            cfg.csv = optarg;
+            break;
+        case O_SAMPLE:
+            cfg.sample = (long)number("--sample", optarg, 1, 1e9);
+            break;
+        case O_JSON:
+            cfg.json = optarg;
+            break;
+        case O_SEED:
+            cfg.seed = (unsigned)number("--seed", optarg, 0, 4294967295.0);
+            break;
+        case O_TIMEOUT:
+            cfg.timeout_s = number("--timeout", optarg, 0.1, 3600);
+            break;
+        case 'q':
+            cfg.quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind < argc || cfg.port == 0) {
-        fprintf(stderr, optind < argc ? "loadgen: unexpected argument \"%s\"\n"
-                                      : "loadgen: -p PORT is required\n",
+        fprintf(stderr,
+                optind < argc ? "loadgen: unexpected argument \"%s\"\n"
+                              : "loadgen: -p PORT is required\n",
                 argv[optind]);
         usage(stderr);
         exit(2);
@@ -865,13 +915,12 @@ static void progress(uint64_t now, uint64_t t_begin, uint64_t *last_replies)
 {
     double since = (double)(now - t_begin) / 1e9;
     uint64_t n = replies_total - *last_replies;
-    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header +
-                      err.error_replies + err.closed_by_server + err.connect_failed;
+    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header + err.error_replies +
+                      err.closed_by_server + err.connect_failed;
     fprintf(stderr,
-            "loadgen: %5.1f s %s  %llu replies/s  p50 ~%.1f us  p99 ~%.1f us  errors %llu\n",
-            since, measuring ? "measuring" : (finished ? "finishing" : "warm-up  "),
-            (unsigned long long)n, hist_percentile(0.5) / 1e3, hist_percentile(0.99) / 1e3,
-            (unsigned long long)errors);
+            "loadgen: %5.1f s %s  %llu replies/s  p50 ~%.1f us  p99 ~%.1f us  errors %llu\n", since,
+            measuring ? "measuring" : (finished ? "finishing" : "warm-up  "), (unsigned long long)n,
+            hist_percentile(0.5) / 1e3, hist_percentile(0.99) / 1e3, (unsigned long long)errors);
     memset(hist, 0, sizeof hist);
     hist_n = 0;
     *last_replies = replies_total;
@@ -1015,7 +1064,8 @@ int main(int argc, char **argv)
         now = stamp_now();
         struct timespec ts = {0, 0};
         if (wake > now)
-            ts = (struct timespec){(time_t)((wake - now) / NS_PER_S), (long)((wake - now) % NS_PER_S)};
+            ts = (struct timespec){(time_t)((wake - now) / NS_PER_S),
+                                   (long)((wake - now) % NS_PER_S)};
         int n = epoll_pwait2(epfd, evs, 512, &ts, NULL);
         if (n < 0) {
             if (errno == EINTR)

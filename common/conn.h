@@ -29,14 +29,14 @@ struct conn {
     int fd;
     struct proto_parser parser;
     struct conn_buffer in, out;
-    size_t in_need;          /* bytes the parser wants in `in` before it can say more */
-    uint64_t out_sent;       /* bytes of output sent so far (stream offset of out.start) */
-    uint64_t *unstamped;     /* stream offsets of t_reply fields not yet stamped */
+    size_t in_need;      /* bytes the parser wants in `in` before it can say more */
+    uint64_t out_sent;   /* bytes of output sent so far (stream offset of out.start) */
+    uint64_t *unstamped; /* stream offsets of t_reply fields not yet stamped */
     size_t n_unstamped, cap_unstamped;
-    bool closing;            /* an error reply is queued: close once it is sent */
-    bool eof;                /* the peer closed its side: send what is queued, then close */
-    bool broken;             /* the socket failed: close now, nothing more can be sent */
-    uint32_t watched;        /* for the model: e.g. the events epoll is watching for */
+    bool closing;             /* an error reply is queued: close once it is sent */
+    bool eof;                 /* the peer closed its side: send what is queued, then close */
+    bool broken;              /* the socket failed: close now, nothing more can be sent */
+    uint32_t watched;         /* for the model: e.g. the events epoll is watching for */
     struct conn *prev, *next; /* every open connection, for conn_close_all() */
 };
 

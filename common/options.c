@@ -11,19 +11,20 @@
 
 static void usage(const struct server_options *opt, FILE *to)
 {
-    fprintf(to,
-            "usage: %s [options]\n"
-            "%s\n\n"
-            "  -p, --port PORT        TCP port to listen on (default %d; 0 picks a free one)\n"
-            "  -b, --bind ADDR        address to bind (default %s)\n"
-            "      --max-conns N      refuse connections past N open ones (default %d)\n"
-            "      --max-frame BYTES  longest frame payload accepted (default %u)\n"
-            "  -h, --help             show this help\n"
-            "  -V, --version          show the version\n\n"
-            "The first line on stdout is \"listening on ADDR:PORT\". SIGINT or SIGTERM stops the\n"
-            "server, which then prints one \"STATS key=value ...\" line. Protocol: docs/protocol.md\n",
-            opt->model, opt->summary, OPTIONS_DEFAULT_PORT, OPTIONS_DEFAULT_BIND,
-            OPTIONS_DEFAULT_MAX_CONNS, PROTO_DEFAULT_MAX_FRAME);
+    fprintf(
+        to,
+        "usage: %s [options]\n"
+        "%s\n\n"
+        "  -p, --port PORT        TCP port to listen on (default %d; 0 picks a free one)\n"
+        "  -b, --bind ADDR        address to bind (default %s)\n"
+        "      --max-conns N      refuse connections past N open ones (default %d)\n"
+        "      --max-frame BYTES  longest frame payload accepted (default %u)\n"
+        "  -h, --help             show this help\n"
+        "  -V, --version          show the version\n\n"
+        "The first line on stdout is \"listening on ADDR:PORT\". SIGINT or SIGTERM stops the\n"
+        "server, which then prints one \"STATS key=value ...\" line. Protocol: docs/protocol.md\n",
+        opt->model, opt->summary, OPTIONS_DEFAULT_PORT, OPTIONS_DEFAULT_BIND,
+        OPTIONS_DEFAULT_MAX_CONNS, PROTO_DEFAULT_MAX_FRAME);
 }
 
 static long parse_number(const struct server_options *opt, const char *name, const char *text,
@@ -64,17 +65,27 @@ void options_parse(int argc, char **argv, const char *model, const char *summary
     int c;
     while ((c = getopt_long(argc, argv, "p:b:hV", longopts, NULL)) != -1) {
         switch (c) {
-        case 'p': opt->port = (int)parse_number(opt, "--port", optarg, 0, 65535); break;
-        case 'b': opt->bind = optarg; break;
+        case 'p':
+            opt->port = (int)parse_number(opt, "--port", optarg, 0, 65535);
+            break;
+        case 'b':
+            opt->bind = optarg;
+            break;
         case OPT_MAX_CONNS:
             opt->max_conns = parse_number(opt, "--max-conns", optarg, 1, 10000000);
             break;
         case OPT_MAX_FRAME:
             opt->max_frame = (uint32_t)parse_number(opt, "--max-frame", optarg, 0, 1L << 30);
             break;
-        case 'h': usage(opt, stdout); exit(0);
-        case 'V': printf("%s (iomodels) %s\n", model, IOMODELS_VERSION); exit(0);
-        default: usage(opt, stderr); exit(2);
+        case 'h':
+            usage(opt, stdout);
+            exit(0);
+        case 'V':
+            printf("%s (iomodels) %s\n", model, IOMODELS_VERSION);
+            exit(0);
+        default:
+            usage(opt, stderr);
+            exit(2);
         }
     }
     if (optind < argc) {

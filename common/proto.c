@@ -171,21 +171,31 @@ void proto_upper_line(uint8_t *out, const uint8_t *line, size_t len)
 const char *proto_type_name(uint8_t type)
 {
     switch (type) {
-    case PROTO_ECHO: return "ECHO";
-    case PROTO_STATS: return "STATS";
-    case PROTO_STATS_RESET: return "STATS_RESET";
-    default: return "unknown";
+    case PROTO_ECHO:
+        return "ECHO";
+    case PROTO_STATS:
+        return "STATS";
+    case PROTO_STATS_RESET:
+        return "STATS_RESET";
+    default:
+        return "unknown";
     }
 }
 
 const char *proto_status_name(uint8_t status)
 {
     switch (status) {
-    case PROTO_OK: return "ok";
-    case PROTO_ERR_BAD_MAGIC: return "bad magic";
-    case PROTO_ERR_UNKNOWN_TYPE: return "unknown type";
-    case PROTO_ERR_TOO_LARGE: return "too large";
-    case PROTO_ERR_SERVER_FULL: return "server full";
-    default: return "unknown status";
+    case PROTO_OK:
+        return "ok";
+    case PROTO_ERR_BAD_MAGIC:
+        return "bad magic";
+    case PROTO_ERR_UNKNOWN_TYPE:
+        return "unknown type";
+    case PROTO_ERR_TOO_LARGE:
+        return "too large";
+    case PROTO_ERR_SERVER_FULL:
+        return "server full";
+    default:
+        return "unknown status";
     }
 }

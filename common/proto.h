@@ -10,10 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_MAGIC             0xA510u
-#define PROTO_MAGIC_FIRST_BYTE  0xA5u /* a connection whose first byte is not this is in line mode */
-#define PROTO_HEADER_SIZE       12u   /* magic u16, type u8, flags/status u8, seq u32, len u32 */
-#define PROTO_STAMPS_SIZE       48u   /* six u64 nanosecond stamps, replies only */
+#define PROTO_MAGIC 0xA510u
+#define PROTO_MAGIC_FIRST_BYTE                                                                     \
+    0xA5u                           /* a connection whose first byte is not this is in line mode   \
+                                     */
+#define PROTO_HEADER_SIZE       12u /* magic u16, type u8, flags/status u8, seq u32, len u32 */
+#define PROTO_STAMPS_SIZE       48u /* six u64 nanosecond stamps, replies only */
 #define PROTO_REPLY_PREFIX_SIZE (PROTO_HEADER_SIZE + PROTO_STAMPS_SIZE)
 #define PROTO_MAX_LINE          4096u /* longest accepted line, not counting the '\n' */
 #define PROTO_DEFAULT_MAX_FRAME (1u << 20)
@@ -30,7 +32,7 @@ enum proto_status {
     PROTO_OK = 0,
     PROTO_ERR_BAD_MAGIC = 1,
     PROTO_ERR_UNKNOWN_TYPE = 2,
-    PROTO_ERR_TOO_LARGE = 3,  /* len above the server's --max-frame */
+    PROTO_ERR_TOO_LARGE = 3,   /* len above the server's --max-frame */
     PROTO_ERR_SERVER_FULL = 4, /* connection refused: --max-conns reached */
 };
 
@@ -64,11 +66,11 @@ enum proto_result {
 struct proto_event {
     size_t consumed; /* bytes of the buffer this event used up */
     size_t need;     /* PROTO_NEED_MORE: total bytes needed for the next event, if known */
-    struct proto_header header;   /* PROTO_FRAME, and PROTO_ERROR once a header was read */
-    const uint8_t *data;          /* PROTO_FRAME: payload; PROTO_LINE: the line */
+    struct proto_header header; /* PROTO_FRAME, and PROTO_ERROR once a header was read */
+    const uint8_t *data;        /* PROTO_FRAME: payload; PROTO_LINE: the line */
     size_t data_len;
-    enum proto_status status;     /* PROTO_ERROR: what is wrong */
-    const char *reason;           /* PROTO_ERROR: one line for the peer and the log */
+    enum proto_status status; /* PROTO_ERROR: what is wrong */
+    const char *reason;       /* PROTO_ERROR: one line for the peer and the log */
 };
 
 struct proto_parser {

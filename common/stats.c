@@ -84,11 +84,11 @@ size_t stats_format(char *out, size_t size, char sep)
     pthread_mutex_unlock(&baseline_lock);
 
     size_t used = 0;
-#define APPEND(...)                                                                              \
-    do {                                                                                         \
-        int n_ = snprintf(out + used, size > used ? size - used : 0, __VA_ARGS__);               \
-        if (n_ > 0)                                                                              \
-            used += (size_t)n_;                                                                  \
+#define APPEND(...)                                                                                \
+    do {                                                                                           \
+        int n_ = snprintf(out + used, size > used ? size - used : 0, __VA_ARGS__);                 \
+        if (n_ > 0)                                                                                \
+            used += (size_t)n_;                                                                    \
     } while (0)
     APPEND("model=%s%c", model_name, sep);
     for (int i = 0; i < STATS_COUNT; i++) {

@@ -10,31 +10,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STATS_COUNTERS(X)                                                                        \
-    X(connections)         /* accepted in all */                                                  \
-    X(connections_open)    /* open now (a gauge: STATS_RESET leaves it alone) */                  \
-    X(connections_refused) /* closed at once because --max-conns was reached */                   \
-    X(requests)            /* ECHO frames and text lines answered */                              \
-    X(frames)              /* of which frames (ECHO) */                                           \
-    X(lines)               /* of which text lines */                                              \
-    X(stats_requests)      /* STATS and STATS_RESET frames */                                     \
-    X(bytes_in)                                                                                   \
-    X(bytes_out)                                                                                  \
-    X(errors_bad_magic)                                                                           \
-    X(errors_unknown_type)                                                                        \
-    X(errors_too_large)    /* frame len above --max-frame */                                      \
-    X(errors_line_too_long)                                                                       \
-    X(errors_truncated)    /* peer closed in the middle of a frame or line */                     \
-    X(errors_reset)        /* ECONNRESET, EPIPE and other socket errors */                        \
-    X(errors_accept)       /* accept failed (EMFILE, ENFILE, ...) */                              \
-    X(calls_accept)                                                                               \
-    X(calls_recvmsg)                                                                              \
-    X(calls_send)                                                                                 \
-    X(calls_epoll_wait)                                                                           \
-    X(calls_epoll_ctl)                                                                            \
-    X(calls_thread_create)                                                                        \
-    X(eagain)              /* calls that returned EAGAIN: the "not yet" answers */                \
-    X(eintr)               /* calls interrupted by a signal and retried */
+#define STATS_COUNTERS(X)                                                                          \
+    X(connections)         /* accepted in all */                                                   \
+    X(connections_open)    /* open now (a gauge: STATS_RESET leaves it alone) */                   \
+    X(connections_refused) /* closed at once because --max-conns was reached */                    \
+    X(requests)            /* ECHO frames and text lines answered */                               \
+    X(frames)              /* of which frames (ECHO) */                                            \
+    X(lines)               /* of which text lines */                                               \
+    X(stats_requests)      /* STATS and STATS_RESET frames */                                      \
+    X(bytes_in)                                                                                    \
+    X(bytes_out)                                                                                   \
+    X(errors_bad_magic)                                                                            \
+    X(errors_unknown_type)                                                                         \
+    X(errors_too_large) /* frame len above --max-frame */                                          \
+    X(errors_line_too_long)                                                                        \
+    X(errors_truncated) /* peer closed in the middle of a frame or line */                         \
+    X(errors_reset)     /* ECONNRESET, EPIPE and other socket errors */                            \
+    X(errors_accept)    /* accept failed (EMFILE, ENFILE, ...) */                                  \
+    X(calls_accept)                                                                                \
+    X(calls_recvmsg)                                                                               \
+    X(calls_send)                                                                                  \
+    X(calls_epoll_wait)                                                                            \
+    X(calls_epoll_ctl)                                                                             \
+    X(calls_thread_create)                                                                         \
+    X(eagain) /* calls that returned EAGAIN: the "not yet" answers */                              \
+    X(eintr)  /* calls interrupted by a signal and retried */
 
 enum stats_id {
 #define STATS_ENUM(name) STAT_##name,

@@ -36,8 +36,8 @@ static void *connection_thread(void *arg)
 int main(int argc, char **argv)
 {
     struct server_options opt;
-    int listen_fd = server_start(argc, argv, "threads",
-                                 "blocking I/O, one thread per connection", &opt);
+    int listen_fd =
+        server_start(argc, argv, "threads", "blocking I/O, one thread per connection", &opt);
     pthread_attr_t attr;
     if (pthread_attr_init(&attr) != 0 ||
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
@@ -56,7 +56,8 @@ int main(int argc, char **argv)
         }
         if (!conn_admit(fd, &opt))
             continue;
-        struct conn *c = conn_open(fd, &opt); /* here, not in the thread: --max-conns counts it now */
+        /* Open it here, not in the thread, so --max-conns counts it before the next accept. */
+        struct conn *c = conn_open(fd, &opt);
         sigset_t old;
         pthread_sigmask(SIG_BLOCK, server_stop_signals(), &old); /* inherited by the thread */
         pthread_t tid;

@@ -13,8 +13,8 @@
 struct test_server {
     pid_t pid;
     int port;
-    int stdout_fd;   /* the server's stdout, after its "listening on" line */
-    char log[128];   /* file holding the server's stderr */
+    int stdout_fd; /* the server's stdout, after its "listening on" line */
+    char log[128]; /* file holding the server's stderr */
 };
 
 /* Start build/<model> on 127.0.0.1, port 0, with extra arguments (NULL-terminated list, may

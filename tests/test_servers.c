@@ -48,8 +48,8 @@ static void echo_once(int fd, uint32_t seq, const uint8_t *payload, uint32_t len
     struct proto_header h;
     struct proto_stamps st;
     uint8_t *back;
-    ck_assert_msg(read_reply(fd, &h, &st, &back) == 0, "%s: no reply to a %u-byte echo",
-                  m->name, len);
+    ck_assert_msg(read_reply(fd, &h, &st, &back) == 0, "%s: no reply to a %u-byte echo", m->name,
+                  len);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     uint64_t sent = (uint64_t)t0.tv_sec * 1000000000u + (uint64_t)t0.tv_nsec;
     uint64_t got = (uint64_t)t1.tv_sec * 1000000000u + (uint64_t)t1.tv_nsec;
@@ -88,9 +88,8 @@ START_TEST(echo_sizes)
     int fd = client_connect(s.port);
     /* around the header size, the read chunk (16 KiB), and up to --max-frame: the large
      * ones take many reads and force partial writes */
-    const uint32_t sizes[] = {0,     1,     2,      11,     12,     13,     100,
-                              4096,  16383, 16384,  16385,  65536,  65537,  300000,
-                              524289, 1u << 20};
+    const uint32_t sizes[] = {0,     1,     2,     11,    12,    13,     100,    4096,
+                              16383, 16384, 16385, 65536, 65537, 300000, 524289, 1u << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         uint8_t *p = random_bytes(sizes[i], (unsigned)i + 1);
         echo_once(fd, (uint32_t)i + 1, p, sizes[i], m);
@@ -253,15 +252,27 @@ START_TEST(malformed_requests)
     const char *const args[] = {"--max-frame", "1000", NULL};
     server_spawn(&s, m->name, args);
     const struct bad_request bad[] = {
-        {"bad magic", {0xA5, 0x11, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 12, PROTO_ERR_BAD_MAGIC,
+        {"bad magic",
+         {0xA5, 0x11, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0},
+         12,
+         PROTO_ERR_BAD_MAGIC,
          "bad magic"},
         {"bad magic, 2 bytes", {0xA5, 0x00}, 2, PROTO_ERR_BAD_MAGIC, "bad magic"},
-        {"unknown type", {0xA5, 0x10, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0}, 12, PROTO_ERR_UNKNOWN_TYPE,
+        {"unknown type",
+         {0xA5, 0x10, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0},
+         12,
+         PROTO_ERR_UNKNOWN_TYPE,
          "unknown request type"},
-        {"len over --max-frame", {0xA5, 0x10, 1, 0, 0, 0, 0, 1, 0, 0, 0x03, 0xE9}, 12,
-         PROTO_ERR_TOO_LARGE, "--max-frame"},
-        {"len 0xFFFFFFFF", {0xA5, 0x10, 1, 0, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF}, 12,
-         PROTO_ERR_TOO_LARGE, "--max-frame"},
+        {"len over --max-frame",
+         {0xA5, 0x10, 1, 0, 0, 0, 0, 1, 0, 0, 0x03, 0xE9},
+         12,
+         PROTO_ERR_TOO_LARGE,
+         "--max-frame"},
+        {"len 0xFFFFFFFF",
+         {0xA5, 0x10, 1, 0, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF},
+         12,
+         PROTO_ERR_TOO_LARGE,
+         "--max-frame"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int fd = client_connect(s.port);
@@ -549,8 +560,8 @@ static int run_loadgen(int port, const char *const *args, char *json, size_t jso
 static long long json_number(const char *json, const char *key)
 {
     char quoted[64]; /* the first "key": at any depth; "requests" is matched at the top level */
-    snprintf(quoted, sizeof quoted, strcmp(key, "requests") == 0 ? "\n  \"%s\": " : "\"%s\": ",
-             key);
+    snprintf(quoted, sizeof quoted,
+             strcmp(key, "requests") == 0 ? "\n  \"%s\": " : "\"%s\": ", key);
     const char *p = strstr(json, quoted);
     ck_assert_msg(p != NULL, "no %s in the loadgen JSON", key);
     return atoll(p + strlen(quoted));
@@ -561,8 +572,8 @@ START_TEST(loadgen_run)
     const struct model *m = &models[_i];
     struct test_server s;
     server_spawn(&s, m->name, NULL);
-    const char *const args[] = {"-c", m->iterative ? "1" : "20", "-s", "200", "-d", "1.5",
-                                "--warmup", "0.3", NULL};
+    const char *const args[] = {
+        "-c", m->iterative ? "1" : "20", "-s", "200", "-d", "1.5", "--warmup", "0.3", NULL};
     char json[16384];
     ck_assert_int_eq(run_loadgen(s.port, args, json, sizeof json), 0);
     ck_assert_int_gt(json_number(json, "requests"), 0);
