@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -54,7 +55,8 @@ struct config {
 struct pending { /* a request sent (or due) and not yet answered */
     uint32_t seq;
     uint8_t type;
-    uint64_t t_send; /* closed loop: just before send(); open loop: when it was due */
+    uint64_t t_send;  /* closed loop: just before send(); open loop: when it was due */
+    int64_t send_lag; /* open loop: how late the client itself was in sending it */
 };
 
 struct lconn {
@@ -73,6 +75,7 @@ struct lconn {
 
 struct sample {
     struct phases ph;
+    int64_t send_lag; /* open loop only; PHASE_UNKNOWN in closed loop */
 };
 
 struct kv {
@@ -214,8 +217,9 @@ static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
         c->q_cap = cap;
     }
     /* Closed loop: the send clock starts just before send(); open loop: when it was due. */
-    c->q[(c->q_head + c->q_len++) % c->q_cap] =
-        (struct pending){seq, type, t_due ? t_due : stamp_now()};
+    uint64_t now = stamp_now();
+    c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct pending){
+        seq, type, t_due ? t_due : now, t_due ? (int64_t)(now - t_due) : PHASE_UNKNOWN};
     flush(c);
 }
 
@@ -319,6 +323,7 @@ static void record(struct lconn *c, const struct pending *p, const struct proto_
         return; /* -n: exactly that many */
     struct sample s;
     phases_derive(st, p->t_send, t_recv, &s.ph);
+    s.send_lag = p->send_lag;
     if (n_samples == cap_samples) {
         cap_samples = cap_samples ? 2 * cap_samples : 65536;
         samples = xrealloc(samples, cap_samples * sizeof *samples);
@@ -546,7 +551,15 @@ static double pct(const int64_t *v, size_t n, double q)
     return (double)v[i];
 }
 
-/* Distribution of one phase (offset `field` in struct phases) over the known values. */
+/* Field k of a sample: the six phases in struct phases order, then the send lag. */
+static int64_t sample_field(const struct sample *s, size_t k)
+{
+    const int64_t ph[6] = {s->ph.wait_data, s->ph.notify,     s->ph.dispatch,
+                           s->ph.copy_data, s->ph.processing, s->ph.round_trip};
+    return k < 6 ? ph[k] : s->send_lag;
+}
+
+/* Distribution of one field (see sample_field) over the known values. */
 static struct dist distribution(size_t field)
 {
     struct dist d = {0};
@@ -555,7 +568,7 @@ static struct dist distribution(size_t field)
         die("malloc");
     double sum = 0;
     for (size_t i = 0; i < n_samples; i++) {
-        int64_t x = ((const int64_t *)&samples[i].ph)[field];
+        int64_t x = sample_field(&samples[i], field);
         if (x != PHASE_UNKNOWN) {
             v[d.n++] = x;
             sum += (double)x;
@@ -634,6 +647,7 @@ static int report(uint64_t client_cpu_us)
     struct dist ph[6];
     for (int i = 0; i < 6; i++)
         ph[i] = distribution((size_t)i);
+    struct dist lag = distribution(6);
     long connected = 0, never_served = 0;
     uint64_t min_m = UINT64_MAX, max_m = 0;
     double sx = 0, sxx = 0;
@@ -675,6 +689,10 @@ static int report(uint64_t client_cpu_us)
         else
             printf("  %s n/a", phase_names[i]);
     }
+    if (lag.n)
+        printf("\n  client send lag us (open loop, included in latency): p50 %.1f  p99 %.1f  "
+               "max %.1f",
+               lag.p50, lag.p99, lag.max);
     printf("\n  connections: %ld connected, %ld never served, replies per connection min %llu "
            "max %llu\n",
            connected, never_served, (unsigned long long)min_m, (unsigned long long)max_m);
@@ -723,7 +741,8 @@ static int report(uint64_t client_cpu_us)
         json_string(f, model);
         fprintf(f, ",\n  \"window_s\": %.6f,\n  \"requests\": %zu,\n", window, n_samples);
         fprintf(f, "  \"throughput_rps\": %.3f,\n  \"latency_us\": {\n", rps);
-        json_dist(f, "round_trip", ph[5], true);
+        json_dist(f, "round_trip", ph[5], false);
+        json_dist(f, "send_lag", lag, true);
         fprintf(f, "  },\n  \"phases_us\": {\n");
         for (int i = 0; i < 5; i++)
             json_dist(f, phase_names[i], ph[i], i == 4);
@@ -935,6 +954,10 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Sleep as exactly as the kernel can: the default 50 us timer slack would add itself to
+     * every think time and every open-loop send. */
+    if (prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0) < 0)
+        die("prctl PR_SET_TIMERSLACK");
 
     pattern = malloc((size_t)cfg.size + PATTERN_SLACK);
     if (pattern == NULL)

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,10 @@ static int open_listener(const struct server_options *opt)
     int on = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0)
         die("setsockopt SO_REUSEADDR");
+    /* Replies are whole messages written at once: Nagle's algorithm would only hold a reply
+     * back until the previous one is acknowledged. Accepted sockets inherit this. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0)
+        die("setsockopt TCP_NODELAY");
     /* Accepted sockets inherit this: every recvmsg() then carries the kernel's arrival stamp. */
     if (stamp_enable_arrival(fd) < 0)
         die("setsockopt SO_TIMESTAMPNS");
