@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -527,8 +528,10 @@ START_TEST(sigterm_exits_with_stats)
 }
 END_TEST
 
-/* Run build/loadgen; returns its exit status and leaves its JSON summary in json. */
-static int run_loadgen(int port, const char *const *args, char *json, size_t json_size)
+/* Run build/loadgen; returns its exit status and leaves its JSON summary in json. With
+ * interrupt_after_ms > 0, sends it SIGINT after that long. */
+static int run_loadgen_interrupted(int port, const char *const *args, char *json,
+                                   size_t json_size, int interrupt_after_ms)
 {
     char path[64], port_s[16];
     snprintf(path, sizeof path, "/tmp/iomodels-loadgen-%d.json", (int)getpid());
@@ -546,6 +549,10 @@ static int run_loadgen(int port, const char *const *args, char *json, size_t jso
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
+    if (interrupt_after_ms > 0) {
+        usleep((useconds_t)interrupt_after_ms * 1000);
+        kill(pid, SIGINT);
+    }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     FILE *f = fopen(path, "r");
@@ -555,6 +562,11 @@ static int run_loadgen(int port, const char *const *args, char *json, size_t jso
     fclose(f);
     unlink(path);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run_loadgen(int port, const char *const *args, char *json, size_t json_size)
+{
+    return run_loadgen_interrupted(port, args, json, json_size, 0);
 }
 
 static long long json_number(const char *json, const char *key)
@@ -602,6 +614,22 @@ START_TEST(loadgen_shows_unserved)
 }
 END_TEST
 
+START_TEST(loadgen_sigint_still_reports)
+{
+    /* Ctrl-C in the middle of a 60-second run: it stops, writes its files marked
+     * interrupted, and says so in its exit status. */
+    struct test_server s;
+    server_spawn(&s, "epoll", NULL);
+    const char *const args[] = {"-c", "4", "-d", "60", "--warmup", "0.2", NULL};
+    char json[16384];
+    ck_assert_int_eq(run_loadgen_interrupted(s.port, args, json, sizeof json, 1200), 130);
+    ck_assert_ptr_nonnull(strstr(json, "\"interrupted\": true"));
+    ck_assert_int_gt(json_number(json, "requests"), 0);
+    ck_assert_int_eq(json_number(json, "total"), 0);
+    ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
 Suite *servers_suite(void)
 {
     Suite *s = suite_create("servers");
@@ -620,5 +648,9 @@ Suite *servers_suite(void)
     tcase_add_loop_test(t, loadgen_run, 0, N_MODELS);
     tcase_add_loop_test(t, loadgen_shows_unserved, 0, N_MODELS);
     suite_add_tcase(s, t);
+    TCase *lg = tcase_create("loadgen");
+    tcase_set_timeout(lg, 60);
+    tcase_add_test(lg, loadgen_sigint_still_reports);
+    suite_add_tcase(s, lg);
     return s;
 }
