@@ -367,6 +367,51 @@ START_TEST(conn_error_reply_then_done)
 }
 END_TEST
 
+START_TEST(conn_end_of_file_sends_queued_replies)
+{
+    /* The peer half-closes while replies are still queued (its socket buffer is full): the
+     * connection stops reading but is not done until every reply is out. */
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    struct server_options opt = {.max_frame = PROTO_DEFAULT_MAX_FRAME, .max_conns = 10};
+    struct conn *c = conn_open(sv[0], &opt);
+    uint8_t frame[PROTO_HEADER_SIZE + 60000] = {0};
+    proto_write_request_header(frame, PROTO_ECHO, 1, 60000);
+    struct proto_stamps st = {1, 1, 1, 1, 1, 0};
+    size_t fed = 0;
+    while (fed < sizeof frame) {
+        size_t room;
+        uint8_t *space = conn_in_space(c, &room);
+        size_t n = sizeof frame - fed < room ? sizeof frame - fed : room;
+        memcpy(space, frame + fed, n);
+        conn_received(c, n, &st);
+        fed += n;
+    }
+    ck_assert_int_eq(conn_flush(c), 0); /* would block: replies still queued */
+    conn_read_ended(c, 0, 0);           /* then the peer's end of file */
+    ck_assert(!conn_wants_input(c));
+    ck_assert(!conn_done(c));
+    ck_assert(conn_has_output(c));
+    uint8_t sink[65536];
+    size_t got = 0;
+    for (int i = 0; i < 100000 && !conn_done(c); i++) {
+        ssize_t n = read(sv[1], sink, sizeof sink);
+        if (n > 0)
+            got += (size_t)n;
+        ck_assert_int_ge(conn_flush(c), 0);
+    }
+    ck_assert(conn_done(c));
+    ssize_t n;
+    while ((n = read(sv[1], sink, sizeof sink)) > 0)
+        got += (size_t)n;
+    ck_assert_uint_eq(got, PROTO_REPLY_PREFIX_SIZE + 60000);
+    conn_close(c);
+    close(sv[1]);
+}
+END_TEST
+
 START_TEST(stats_text)
 {
     stats_init("unit");
@@ -462,6 +507,7 @@ Suite *proto_suite(void)
     tcase_add_test(t, reply_prefix_bytes);
     tcase_add_test(t, partial_writes);
     tcase_add_test(t, conn_error_reply_then_done);
+    tcase_add_test(t, conn_end_of_file_sends_queued_replies);
     tcase_add_test(t, stats_text);
     suite_add_tcase(s, t);
     TCase *ph = tcase_create("phases");
