@@ -24,6 +24,32 @@ static size_t make_frame(uint8_t *out, uint8_t type, uint32_t seq, const void *p
     return PROTO_HEADER_SIZE + len;
 }
 
+/* Hand len bytes to the connection as reads of whatever size it offers room for. */
+static void feed(struct conn *c, const uint8_t *bytes, size_t len, const struct proto_stamps *st)
+{
+    size_t fed = 0;
+    while (fed < len) {
+        size_t room;
+        uint8_t *space = conn_in_space(c, &room);
+        size_t n = len - fed < room ? len - fed : room;
+        memcpy(space, bytes + fed, n);
+        conn_received(c, n, st);
+        fed += n;
+    }
+}
+
+/* A connection on one end of a non-blocking socketpair whose send buffer is small, so that
+ * replies of more than a few KiB need several sends; sv[1] is the peer's end. */
+static struct conn *conn_with_small_send_buffer(int sv[2])
+{
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    static const struct server_options opt = {.max_frame = PROTO_DEFAULT_MAX_FRAME,
+                                              .max_conns = 10};
+    return conn_open(sv[0], &opt);
+}
+
 START_TEST(frame_every_split)
 {
     uint8_t payload[50], frame[PROTO_HEADER_SIZE + sizeof payload];
@@ -284,27 +310,15 @@ START_TEST(partial_writes)
     /* A 1 MiB echo through a small, non-blocking socket buffer: conn_flush must stop at
      * EAGAIN, keep its place, and finish later with every byte in order. */
     int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    int small = 4096;
-    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    struct server_options opt = {.max_frame = PROTO_DEFAULT_MAX_FRAME, .max_conns = 10};
-    struct conn *c = conn_open(sv[0], &opt);
+    struct conn *c = conn_with_small_send_buffer(sv);
     size_t len = 1u << 20;
     uint8_t *frame = malloc(PROTO_HEADER_SIZE + len);
     ck_assert_ptr_nonnull(frame);
     for (size_t i = 0; i < len; i++)
         frame[PROTO_HEADER_SIZE + i] = (uint8_t)(i * 31 + (i >> 11));
     proto_write_request_header(frame, PROTO_ECHO, 5, (uint32_t)len);
-    size_t fed = 0;
     struct proto_stamps st = {1, 1, 1, 1, 1, 0};
-    while (fed < PROTO_HEADER_SIZE + len) {
-        size_t room;
-        uint8_t *space = conn_in_space(c, &room);
-        size_t n = PROTO_HEADER_SIZE + len - fed < room ? PROTO_HEADER_SIZE + len - fed : room;
-        memcpy(space, frame + fed, n);
-        conn_received(c, n, &st);
-        fed += n;
-    }
+    feed(c, frame, PROTO_HEADER_SIZE + len, &st);
     size_t want = PROTO_REPLY_PREFIX_SIZE + len, got = 0;
     uint8_t *reply = malloc(want);
     ck_assert_ptr_nonnull(reply);
@@ -372,23 +386,11 @@ START_TEST(conn_end_of_file_sends_queued_replies)
     /* The peer half-closes while replies are still queued (its socket buffer is full): the
      * connection stops reading but is not done until every reply is out. */
     int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    int small = 4096;
-    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    struct server_options opt = {.max_frame = PROTO_DEFAULT_MAX_FRAME, .max_conns = 10};
-    struct conn *c = conn_open(sv[0], &opt);
+    struct conn *c = conn_with_small_send_buffer(sv);
     uint8_t frame[PROTO_HEADER_SIZE + 60000] = {0};
     proto_write_request_header(frame, PROTO_ECHO, 1, 60000);
     struct proto_stamps st = {1, 1, 1, 1, 1, 0};
-    size_t fed = 0;
-    while (fed < sizeof frame) {
-        size_t room;
-        uint8_t *space = conn_in_space(c, &room);
-        size_t n = sizeof frame - fed < room ? sizeof frame - fed : room;
-        memcpy(space, frame + fed, n);
-        conn_received(c, n, &st);
-        fed += n;
-    }
+    feed(c, frame, sizeof frame, &st);
     ck_assert_int_eq(conn_flush(c), 0); /* would block: replies still queued */
     conn_read_ended(c, 0, 0);           /* then the peer's end of file */
     ck_assert(!conn_wants_input(c));

@@ -39,6 +39,20 @@ static uint8_t *random_bytes(size_t n, unsigned seed)
     return p;
 }
 
+/* Read one reply and check that it is the successful echo of payload with this seq. */
+static void expect_echo(int fd, uint32_t seq, const void *payload, uint32_t len)
+{
+    struct proto_header h;
+    struct proto_stamps st;
+    uint8_t *back;
+    ck_assert_msg(read_reply(fd, &h, &st, &back) == 0, "no reply to echo seq %u", seq);
+    ck_assert_uint_eq(h.flags, PROTO_OK);
+    ck_assert_uint_eq(h.seq, seq);
+    ck_assert_uint_eq(h.len, len);
+    ck_assert_msg(len == 0 || memcmp(back, payload, len) == 0, "echo seq %u differs", seq);
+    free(back);
+}
+
 /* Send one ECHO and check the reply byte for byte, and that its stamps are consistent. */
 static void echo_once(int fd, uint32_t seq, const uint8_t *payload, uint32_t len,
                       const struct model *m)
@@ -120,16 +134,8 @@ START_TEST(pipelined_in_pieces)
         send_all(fd, buf + off, len - off < 37 ? len - off : 37);
         usleep(100);
     }
-    for (uint32_t i = 0; i < 10; i++) {
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *back;
-        ck_assert_int_eq(read_reply(fd, &h, &st, &back), 0);
-        ck_assert_uint_eq(h.seq, 1000 + i);
-        ck_assert_uint_eq(h.len, 30 * i);
-        ck_assert(memcmp(back, p, 30 * i) == 0);
-        free(back);
-    }
+    for (uint32_t i = 0; i < 10; i++)
+        expect_echo(fd, 1000 + i, p, 30 * i);
     free(p);
     close(fd);
     ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
@@ -150,13 +156,7 @@ START_TEST(concurrent_connections)
         free(pa);
         ck_assert_msg(!readable_within(b, 200), "the iterative server answered two at once");
         close(a);
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *back;
-        ck_assert_int_eq(read_reply(b, &h, &st, &back), 0);
-        ck_assert_uint_eq(h.seq, 2);
-        ck_assert_mem_eq(back, "second", 6);
-        free(back);
+        expect_echo(b, 2, "second", 6);
         close(b);
     } else {
         /* 100 connections, all open at once, each with a request in flight. */
@@ -169,14 +169,7 @@ START_TEST(concurrent_connections)
             send_frame(fds[i], PROTO_ECHO, (uint32_t)i, p[i], 1000 + (uint32_t)i);
         }
         for (int i = N - 1; i >= 0; i--) {
-            struct proto_header h;
-            struct proto_stamps st;
-            uint8_t *back;
-            ck_assert_int_eq(read_reply(fds[i], &h, &st, &back), 0);
-            ck_assert_uint_eq(h.seq, (uint32_t)i);
-            ck_assert_uint_eq(h.len, 1000 + (uint32_t)i);
-            ck_assert(memcmp(back, p[i], h.len) == 0);
-            free(back);
+            expect_echo(fds[i], (uint32_t)i, p[i], 1000 + (uint32_t)i);
             free(p[i]);
             /* and each connection keeps working */
             uint8_t *q = random_bytes(10, (unsigned)i);
@@ -530,8 +523,8 @@ END_TEST
 
 /* Run build/loadgen; returns its exit status and leaves its JSON summary in json. With
  * interrupt_after_ms > 0, sends it SIGINT after that long. */
-static int run_loadgen_interrupted(int port, const char *const *args, char *json,
-                                   size_t json_size, int interrupt_after_ms)
+static int run_loadgen_interrupted(int port, const char *const *args, char *json, size_t json_size,
+                                   int interrupt_after_ms)
 {
     char path[64], port_s[16];
     snprintf(path, sizeof path, "/tmp/iomodels-loadgen-%d.json", (int)getpid());
