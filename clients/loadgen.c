@@ -280,9 +280,9 @@ static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
 }
 
 /* The progress line's percentiles come from this coarse histogram of the last second's
- * round trips (16 buckets per power of two, so within ~5%), kept as replies arrive: sorting a
- * second's samples in the event loop would stall the client and spoil the very tail it
- * measures. The final summary sorts every sample exactly. */
+ * round trips (16 buckets per power of two; a bucket's lower edge is within 6.25%), kept as replies
+ * arrive: sorting a second's samples in the event loop would stall the client and spoil the very
+ * tail it measures. The final summary sorts every sample exactly. */
 #define HIST_SUB     16
 #define HIST_BUCKETS (64 * HIST_SUB)
 static uint64_t hist[HIST_BUCKETS], hist_n, replies_total;

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,11 +131,19 @@ void conn_accept_failed(int listen_fd, int err)
     static uint64_t last_log_ns, unlogged;
     stats_add(STAT_errors_accept, 1);
     if ((err == EMFILE || err == ENFILE) && spare_fd >= 0) {
-        close(spare_fd);
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0)
-            refuse_socket(fd, "server out of file descriptors");
-        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        /* Linux fails accept() for want of a descriptor before it looks for a connection, so
+         * one may not be waiting: wait for one, on a blocking listener at most a second, after
+         * which the model's accept() tries again (descriptors may have been freed by then). */
+        int flags = fcntl(listen_fd, F_GETFL);
+        struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+        if (poll(&p, 1, flags >= 0 && (flags & O_NONBLOCK) ? 0 : 1000) == 1) {
+            close(spare_fd);
+            int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            stats_add(STAT_calls_accept, 1);
+            if (fd >= 0)
+                refuse_socket(fd, "server out of file descriptors");
+            spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
     }
     uint64_t now = stamp_now();
     if (now - last_log_ns < 1000000000u) {

@@ -11,9 +11,9 @@
 #include <stdint.h>
 
 #define STATS_COUNTERS(X)                                                                          \
-    X(connections)         /* accepted in all */                                                   \
+    X(connections)         /* admitted in all (refused at accept: not counted here) */             \
     X(connections_open)    /* open now (a gauge: STATS_RESET leaves it alone) */                   \
-    X(connections_refused) /* closed at once because --max-conns was reached */                    \
+    X(connections_refused) /* told so and closed: --max-conns, no descriptors, no thread... */     \
     X(requests)            /* ECHO frames and text lines answered */                               \
     X(frames)              /* of which frames (ECHO) */                                            \
     X(lines)               /* of which text lines */                                               \

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +31,12 @@ const char *build_path(const char *name)
 
 void server_spawn(struct test_server *s, const char *model, const char *const *extra)
 {
+    server_spawn_limited(s, model, extra, 0);
+}
+
+void server_spawn_limited(struct test_server *s, const char *model, const char *const *extra,
+                          int max_fds)
+{
     int out[2];
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     snprintf(s->log, sizeof s->log, "/tmp/iomodels-test-%d-%s.log", (int)getpid(), model);
@@ -42,6 +49,11 @@ void server_spawn(struct test_server *s, const char *model, const char *const *e
             _exit(127);
         int log = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (log < 0 || dup2(out[1], 1) < 0 || dup2(log, 2) < 0)
+            _exit(127);
+        if (log > 2)
+            close(log);
+        struct rlimit rl = {(rlim_t)max_fds, (rlim_t)max_fds};
+        if (max_fds > 0 && setrlimit(RLIMIT_NOFILE, &rl) < 0)
             _exit(127);
         const char *argv[32] = {build_path(model), "-p", "0"};
         int argc = 3;

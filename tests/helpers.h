@@ -22,6 +22,10 @@ struct test_server {
  * with the test process if the test fails. */
 void server_spawn(struct test_server *s, const char *model, const char *const *extra);
 
+/* The same, with the server's descriptor limit (soft and hard) set to max_fds. */
+void server_spawn_limited(struct test_server *s, const char *model, const char *const *extra,
+                          int max_fds);
+
 /* SIGTERM, wait for exit; returns the exit status (or 128+signal), and copies the server's
  * remaining stdout (the STATS line) into out. */
 int server_stop(struct test_server *s, char *out, size_t out_size);

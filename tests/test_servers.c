@@ -423,6 +423,66 @@ START_TEST(half_close_gets_every_reply)
 }
 END_TEST
 
+START_TEST(out_of_descriptors)
+{
+    /* With 16 descriptors, 20 clients: those beyond the table are told why and closed (the
+     * spare-descriptor trick), and once clients leave, a new one is served again. */
+    const struct model *m = &models[_i];
+    if (m->iterative)
+        return; /* one connection at a time never fills the table */
+    struct test_server s;
+    server_spawn_limited(&s, m->name, NULL, 16);
+    enum { N = 20 };
+    int fds[N], served = 0, refused = 0;
+    for (int i = 0; i < N; i++)
+        fds[i] = client_connect(s.port);
+    for (int i = 0; i < N; i++) {
+        uint8_t frame[PROTO_HEADER_SIZE + 1];
+        proto_write_request_header(frame, PROTO_ECHO, (uint32_t)i, 1);
+        frame[PROTO_HEADER_SIZE] = 'x';
+        (void)!send(fds[i], frame, sizeof frame, MSG_NOSIGNAL);
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *p;
+        ck_assert_msg(read_reply(fds[i], &h, &st, &p) == 0, "connection %d: no reply", i);
+        if (h.flags == PROTO_OK) {
+            served++;
+        } else {
+            ck_assert_uint_eq(h.flags, PROTO_ERR_SERVER_FULL);
+            ck_assert_str_eq((char *)p, "server out of file descriptors");
+            refused++;
+        }
+        free(p);
+    }
+    ck_assert_int_gt(served, 0);
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_eq(served + refused, N);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    /* the server notices the closes in its own time: retry until it has room again */
+    int again = 0;
+    for (int tries = 0; tries < 500 && !again; tries++) {
+        int fd = client_connect(s.port);
+        send_frame(fd, PROTO_ECHO, 7, "back", 4);
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *p;
+        ck_assert_int_eq(read_reply(fd, &h, &st, &p), 0);
+        again = h.flags == PROTO_OK;
+        free(p);
+        close(fd);
+        if (!again)
+            usleep(10000);
+    }
+    ck_assert(again);
+    char out[4096], log[4096];
+    server_log(&s, log, sizeof log);
+    ck_assert_ptr_nonnull(strstr(log, "accept: Too many open files"));
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_int_ge(stats_value(out, "errors_accept"), refused);
+}
+END_TEST
+
 /* Ask for STATS on a new connection; returns the reply text (malloc'd) and its size on the
  * wire in *wire. */
 static char *fetch_stats(int port, size_t *wire)
@@ -635,6 +695,7 @@ Suite *servers_suite(void)
     tcase_add_loop_test(t, malformed_requests, 0, N_MODELS);
     tcase_add_loop_test(t, max_conns, 0, N_MODELS);
     tcase_add_loop_test(t, max_conns_burst, 0, N_MODELS);
+    tcase_add_loop_test(t, out_of_descriptors, 0, N_MODELS);
     tcase_add_loop_test(t, half_close_gets_every_reply, 0, N_MODELS);
     tcase_add_loop_test(t, stats_add_up, 0, N_MODELS);
     tcase_add_loop_test(t, sigterm_exits_with_stats, 0, N_MODELS);
