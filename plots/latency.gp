@@ -10,4 +10,4 @@ plot for [i=1:words(models)] datafile index (i-1) using 2:4 with linespoints lw 
          lc rgb model_colour(word(models, i)) title word(models, i).' p99', \
      for [i=1:words(models)] datafile index (i-1) \
          using 2:4:($6 > 0 ? sprintf('%d of %d never served', $6, $2) : '') with labels \
-         left offset 1,-1 tc rgb model_colour(word(models, i)) notitle
+         right offset -0.5,-1.2 tc rgb model_colour(word(models, i)) notitle
