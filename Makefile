@@ -15,9 +15,10 @@ CFLAGS  ?= -g
 CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -pthread $(SANITIZE)
 LDFLAGS += -pthread $(SANITIZE)
 
-MODELS  := blocking threads epoll
+# Every models/<name>.c is one server, build/<name>.
+MODELS  := $(sort $(basename $(notdir $(wildcard models/*.c))))
 CLIENTS := loadgen
-COMMON  := proto stats stamp options server conn serve_blocking phases
+COMMON  := proto stats stamp options server conn serve_blocking phases work
 TESTS   := main helpers test_proto test_servers
 
 COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
@@ -42,7 +43,9 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(SERVERS): $(BUILD)/%: $(BUILD)/obj/models/%.o $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) $^ -o $@
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/uring: LDLIBS += -luring
 
 $(CLIENT_BIN): $(BUILD)/%: $(BUILD)/obj/clients/%.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lm
@@ -52,7 +55,8 @@ CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 $(BUILD)/obj/tests/%.o: tests/%.c $(BUILD)/.flags
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -DBUILD_DIR='"$(abspath $(BUILD))"' -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -DBUILD_DIR='"$(abspath $(BUILD))"' \
+		-DSOURCE_DIR='"$(CURDIR)"' -MMD -MP -c $< -o $@
 
 $(TEST_BIN): $(TESTS:%=$(BUILD)/obj/tests/%.o) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_LIBS) -lm

@@ -162,6 +162,7 @@ struct conn *conn_open(int fd, const struct server_options *opt)
     if (c == NULL)
         die("calloc");
     c->fd = fd;
+    c->opt = opt;
     proto_parser_init(&c->parser, opt->max_frame);
     pthread_mutex_lock(&open_lock);
     c->next = open_conns;

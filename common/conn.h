@@ -27,6 +27,7 @@ struct conn_buffer {
 
 struct conn {
     int fd;
+    const struct server_options *opt;
     struct proto_parser parser;
     struct conn_buffer in, out;
     size_t in_need;      /* bytes the parser wants in `in` before it can say more */

@@ -19,6 +19,8 @@ static void usage(const struct server_options *opt, FILE *to)
         "  -b, --bind ADDR        address to bind (default %s)\n"
         "      --max-conns N      refuse connections past N open ones (default %d)\n"
         "      --max-frame BYTES  longest frame payload accepted (default %u)\n"
+        "      --work             compute in the background while not serving, counted in\n"
+        "                         STATS as work_units (see docs/models/ for each model)\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n\n"
         "The first line on stdout is \"listening on ADDR:PORT\". SIGINT or SIGTERM stops the\n"
@@ -44,12 +46,13 @@ static long parse_number(const struct server_options *opt, const char *name, con
 void options_parse(int argc, char **argv, const char *model, const char *summary,
                    struct server_options *opt)
 {
-    enum { OPT_MAX_CONNS = 256, OPT_MAX_FRAME };
+    enum { OPT_MAX_CONNS = 256, OPT_MAX_FRAME, OPT_WORK };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},
         {"bind", required_argument, NULL, 'b'},
         {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
         {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+        {"work", no_argument, NULL, OPT_WORK},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -76,6 +79,9 @@ void options_parse(int argc, char **argv, const char *model, const char *summary
             break;
         case OPT_MAX_FRAME:
             opt->max_frame = (uint32_t)parse_number(opt, "--max-frame", optarg, 0, 1L << 30);
+            break;
+        case OPT_WORK:
+            opt->work = 1;
             break;
         case 'h':
             usage(opt, stdout);

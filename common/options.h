@@ -15,6 +15,7 @@ struct server_options {
     int port;            /* -p PORT: 0 picks a free port */
     long max_conns;      /* --max-conns N: connections past it are told so and closed */
     uint32_t max_frame;  /* --max-frame BYTES: longest accepted payload */
+    int work;            /* --work: do background computation while not serving (work.h) */
 };
 
 /* Parse argv into opt. Prints usage and exits 0 for -h, the version for -V, and a message

@@ -8,6 +8,7 @@
 #include "serve_blocking.h"
 #include "server.h"
 #include "stamp.h"
+#include "work.h"
 
 #include <errno.h>
 
@@ -32,6 +33,8 @@ void serve_blocking(struct conn *c)
         conn_received(c, (size_t)n, &st);
         if (conn_flush(c) < 0) /* blocks until every reply byte is handed to the kernel */
             break;
+        if (c->opt->work)
+            work_unit(); /* between calls is the only time a blocking server has for it */
     }
     conn_close(c);
 }

@@ -33,8 +33,27 @@
     X(calls_epoll_wait)                                                                            \
     X(calls_epoll_ctl)                                                                             \
     X(calls_thread_create)                                                                         \
-    X(eagain) /* calls that returned EAGAIN: the "not yet" answers */                              \
-    X(eintr)  /* calls interrupted by a signal and retried */
+    X(calls_fork)                                                                                  \
+    X(calls_waitpid)                                                                               \
+    X(calls_select)                                                                                \
+    X(calls_poll)                                                                                  \
+    X(calls_sigwaitinfo) /* sigwaitinfo / sigtimedwait */                                          \
+    X(calls_aio_read)                                                                              \
+    X(calls_aio_write)                                                                             \
+    X(calls_aio_suspend)                                                                           \
+    X(calls_aio_error)                                                                             \
+    X(calls_io_uring_enter) /* submit and/or wait */                                               \
+    X(eagain)               /* calls that returned EAGAIN: the "not yet" answers */                \
+    X(eintr)                /* calls interrupted by a signal and retried */                        \
+    X(signals)              /* I/O signals taken (signal-driven I/O, AIO completions) */           \
+    X(signal_overflows)     /* plain SIGIO: the real-time queue overflowed; every fd rescanned */  \
+    X(completions)          /* AIO or io_uring completions reaped */                               \
+    X(sq_full)              /* io_uring: submission queue full, flushed before queueing more */    \
+    X(cq_overflow)          /* io_uring: completion queue overflowed (kernel kept them: NODROP) */ \
+    X(enobufs)              /* io_uring: -ENOBUFS, no provided buffer was free */                  \
+    X(connections_refused_fd_setsize) /* select: fd >= FD_SETSIZE, refused */                      \
+    X(busy_polls)                     /* non-blocking model: sweeps over all connections */        \
+    X(work_units)                     /* --work: units of background computation done */
 
 enum stats_id {
 #define STATS_ENUM(name) STAT_##name,
@@ -52,9 +71,21 @@ uint64_t stats_get(enum stats_id id);
 void stats_reset(void);
 
 /* Format every counter plus CPU time, context switches and elapsed time as "key=value"
- * items separated by `sep` (a '\n' for a STATS reply, a ' ' for the exit line).
+ * items separated by `sep` (a '\n' for a STATS reply, a ' ' for the exit line). Counters
+ * named calls_*, eagain, eintr and the model-specific ones after them are left out when 0;
+ * `threads` is the process's task count now (AIO's helper threads show here).
  * Returns the length written (truncated to size - 1 like snprintf). */
 size_t stats_format(char *out, size_t size, char sep);
+
+/* For a model whose connections are served by several processes (fork): keep the counters
+ * in memory shared with the children it forks from now on, and take CPU time and context
+ * switches from what each process reports with stats_account_cpu() rather than from
+ * getrusage() of whichever process formats the STATS. Call before the first fork. */
+void stats_share_between_processes(void);
+
+/* Multi-process models: add this process's CPU time and context switches since its last
+ * call to the shared totals. Each process calls it now and then (e.g. after each request). */
+void stats_account_cpu(void);
 
 /* Print "STATS key=value ..." on stdout: the exit line every server prints. */
 void stats_print_line(void);

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,17 +16,132 @@
 
 #include "suites.h"
 
-struct model {
-    const char *name;
-    int iterative; /* serves one connection at a time */
+/* How a model takes its stamps, which decides what the tests can demand of them. */
+enum stamp_style {
+    STAMPS_BLOCKING,  /* recv() waits and copies: t_wait = t_copy_begin, t_ready = t_copy_end */
+    STAMPS_READINESS, /* told first, copies second: t_ready <= t_copy_begin */
+    STAMPS_POLLING,   /* learns when a non-blocking recv() finally succeeds: t_ready = t_copy_end */
+    STAMPS_COMPLETION, /* the kernel or a helper copies: t_copy_begin = t_copy_end = 0 */
 };
 
-static const struct model models[] = {
-    {"blocking", 1},
-    {"threads", 0},
-    {"epoll", 0},
+/* One line of tests/models.list: the models under test and what each can do. */
+struct model {
+    char name[32];
+    int iterative;           /* "iterative": serves one connection at a time */
+    enum stamp_style stamps; /* "stamps=blocking|readiness|polling|completion" */
+    int arrival;             /* "arrival": reads with recvmsg, so t_arrive is known */
+    int many;                /* "many": the 2000-connection test applies */
+    int fd_setsize;          /* "fd_setsize": refuses fds >= FD_SETSIZE (select) */
 };
-#define N_MODELS ((int)(sizeof models / sizeof models[0]))
+
+#define MAX_MODELS 32
+static struct model models[MAX_MODELS];
+static int n_models;
+
+#ifndef SOURCE_DIR
+#define SOURCE_DIR "."
+#endif
+
+/* Is `name` in the space-separated list (or is the list absent)? */
+static int selected(const char *list, const char *name)
+{
+    if (list == NULL || *list == '\0')
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* A model whose server exits with status 77 before listening cannot run on this machine
+ * (e.g. io_uring disabled): it is left out, and the reason is printed as SKIPPED, never
+ * counted as passed. Returns 1 if the model can run. */
+static int model_runs_here(const char *name)
+{
+    int out[2];
+    if (pipe(out) < 0)
+        return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        execl(build_path(name), name, "-p", "0", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char text[512] = {0};
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof text - 1 && (r = read(out[0], text + n, sizeof text - 1 - n)) > 0) {
+        n += (size_t)r;
+        if (strstr(text, "listening on"))
+            break;
+    }
+    close(out[0]);
+    int status = 0;
+    if (strstr(text, "listening on")) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return 1;
+    }
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        printf("SKIPPED %s: %s", name, text);
+        return 0;
+    }
+    return 1; /* any other failure is for the tests to report */
+}
+
+/* Read tests/models.list (IOMODELS_TEST_MODELS="a b" picks some of them). */
+static void load_models(void)
+{
+    const char *path = SOURCE_DIR "/tests/models.list";
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "cannot read %s\n", path);
+        exit(1);
+    }
+    const char *pick = getenv("IOMODELS_TEST_MODELS");
+    char line[256];
+    while (fgets(line, sizeof line, f) != NULL && n_models < MAX_MODELS) {
+        char *save, *tok = strtok_r(line, " \t\n", &save);
+        if (tok == NULL || tok[0] == '#' || !selected(pick, tok))
+            continue;
+        struct model m = {.stamps = STAMPS_READINESS};
+        snprintf(m.name, sizeof m.name, "%s", tok);
+        int may_skip = 0;
+        while ((tok = strtok_r(NULL, " \t\n", &save)) != NULL) {
+            if (strcmp(tok, "iterative") == 0)
+                m.iterative = 1;
+            else if (strcmp(tok, "arrival") == 0)
+                m.arrival = 1;
+            else if (strcmp(tok, "many") == 0)
+                m.many = 1;
+            else if (strcmp(tok, "fd_setsize") == 0)
+                m.fd_setsize = 1;
+            else if (strcmp(tok, "may_skip") == 0)
+                may_skip = 1;
+            else if (strcmp(tok, "stamps=blocking") == 0)
+                m.stamps = STAMPS_BLOCKING;
+            else if (strcmp(tok, "stamps=readiness") == 0)
+                m.stamps = STAMPS_READINESS;
+            else if (strcmp(tok, "stamps=polling") == 0)
+                m.stamps = STAMPS_POLLING;
+            else if (strcmp(tok, "stamps=completion") == 0)
+                m.stamps = STAMPS_COMPLETION;
+            else {
+                fprintf(stderr, "%s: unknown attribute \"%s\" for %s\n", path, tok, m.name);
+                exit(1);
+            }
+        }
+        if (may_skip && !model_runs_here(m.name))
+            continue;
+        models[n_models++] = m;
+    }
+    fclose(f);
+}
+#define N_MODELS n_models
 
 static uint8_t *random_bytes(size_t n, unsigned seed)
 {
@@ -77,22 +193,37 @@ static void echo_once(int fd, uint32_t seq, const uint8_t *payload, uint32_t len
                   m->name, len);
     free(back);
     /* The stamps share the client's clock: each lies inside the round trip and in order. */
-    ck_assert_uint_ge(st.copy_end, st.copy_begin);
-    ck_assert_uint_ge(st.reply, st.copy_end);
-    ck_assert_uint_ge(st.copy_end, sent);
-    ck_assert_uint_le(st.reply, got);
+    ck_assert_uint_ne(st.wait, 0);
     ck_assert_uint_le(st.wait, st.ready);
-    if (strcmp(m->name, "blocking") == 0 || strcmp(m->name, "threads") == 0) {
+    ck_assert_uint_ge(st.ready, sent);
+    ck_assert_uint_ge(st.reply, st.ready);
+    ck_assert_uint_le(st.reply, got);
+    if (m->stamps == STAMPS_COMPLETION) {
+        ck_assert_uint_eq(st.copy_begin, 0); /* the copy was not the process's own call */
+        ck_assert_uint_eq(st.copy_end, 0);
+    } else {
+        ck_assert_uint_ge(st.copy_begin, st.wait);
+        ck_assert_uint_ge(st.copy_end, st.copy_begin);
+        ck_assert_uint_ge(st.reply, st.copy_end);
+    }
+    if (m->stamps == STAMPS_BLOCKING) {
         ck_assert_uint_eq(st.ready, st.copy_end); /* told only when recv returned */
         ck_assert_uint_eq(st.wait, st.copy_begin);
-    } else {
+    } else if (m->stamps == STAMPS_POLLING) {
+        ck_assert_uint_eq(st.ready, st.copy_end); /* told by the recv that succeeded */
+    } else if (m->stamps == STAMPS_READINESS) {
         ck_assert_uint_le(st.ready, st.copy_begin); /* told first, copied second */
     }
-    /* These models read with recvmsg, so the kernel's arrival stamp must be there, converted
-     * to the monotonic clock (unconverted, it would be ~decades off). */
-    ck_assert_uint_ne(st.arrive, 0);
-    ck_assert_uint_ge(st.arrive + 1000000000u, sent);
-    ck_assert_uint_le(st.arrive, got + 1000000000u);
+    /* A model that reads with recvmsg must have the kernel's arrival stamp, converted to the
+     * monotonic clock (unconverted, it would be ~decades off); one that cannot know it says
+     * 0, never a guess. */
+    if (m->arrival) {
+        ck_assert_uint_ne(st.arrive, 0);
+        ck_assert_uint_ge(st.arrive + 1000000000u, sent);
+        ck_assert_uint_le(st.arrive, got + 1000000000u);
+    } else {
+        ck_assert_uint_eq(st.arrive, 0);
+    }
 }
 
 START_TEST(echo_sizes)
@@ -180,6 +311,130 @@ START_TEST(concurrent_connections)
             close(fds[i]);
     }
     ck_assert_int_eq(server_stop(&s, NULL, 0), 0);
+}
+END_TEST
+
+/* Open n connections, send one echo on each, then read every reply. */
+static void echo_on_many(int port, int n, const struct model *m)
+{
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int *fds = malloc((size_t)n * sizeof *fds);
+    ck_assert_ptr_nonnull(fds);
+    for (int i = 0; i < n; i++) {
+        fds[i] = client_connect(port);
+        uint32_t v = (uint32_t)i * 2654435761u;
+        send_frame(fds[i], PROTO_ECHO, (uint32_t)i, &v, sizeof v);
+    }
+    for (int i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)i * 2654435761u;
+        expect_echo(fds[i], (uint32_t)i, &v, sizeof v);
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+    (void)m;
+}
+
+START_TEST(two_thousand_connections)
+{
+    const struct model *m = &models[_i];
+    if (!m->many)
+        return; /* select (FD_SETSIZE) and the iterative server: see their own tests */
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    echo_on_many(s.port, 2000, m);
+    char out[4096];
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_int_eq(stats_value(out, "frames"), 2000);
+    ck_assert_int_eq(stats_value(out, "connections"), 2000);
+}
+END_TEST
+
+START_TEST(fd_setsize_refused)
+{
+    /* select can only watch descriptors below FD_SETSIZE: the connection that would get one
+     * is refused with a reason, and every other one is served. */
+    const struct model *m = &models[_i];
+    if (!m->fd_setsize)
+        return;
+    struct test_server s;
+    server_spawn(&s, m->name, NULL);
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    enum { N = 1040 };
+    int fds[N], served = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+        fds[i] = client_connect(s.port);
+        uint8_t frame[PROTO_HEADER_SIZE + 1];
+        proto_write_request_header(frame, PROTO_ECHO, (uint32_t)i, 1);
+        frame[PROTO_HEADER_SIZE] = 'x';
+        (void)!send(fds[i], frame, sizeof frame, MSG_NOSIGNAL);
+    }
+    for (int i = 0; i < N; i++) {
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *p;
+        ck_assert_msg(read_reply(fds[i], &h, &st, &p) == 0, "connection %d: no reply", i);
+        if (h.flags == PROTO_OK) {
+            served++;
+        } else {
+            ck_assert_uint_eq(h.flags, PROTO_ERR_SERVER_FULL);
+            ck_assert_ptr_nonnull(strstr((char *)p, "FD_SETSIZE"));
+            refused++;
+        }
+        free(p);
+    }
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_gt(served, 1000);
+    ck_assert_int_lt(served, 1024);
+    /* the ones served still work, and after some leave, newcomers are served again */
+    echo_once(fds[0], 5000, (const uint8_t *)"still", 5, m);
+    for (int i = N - 1; i >= N / 2; i--)
+        close(fds[i]);
+    int fd = -1, again = 0;
+    for (int tries = 0; tries < 500 && !again; tries++) {
+        fd = client_connect(s.port);
+        send_frame(fd, PROTO_ECHO, 1, "new", 3);
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *p;
+        ck_assert_int_eq(read_reply(fd, &h, &st, &p), 0);
+        again = h.flags == PROTO_OK;
+        free(p);
+        close(fd);
+        if (!again)
+            usleep(10000);
+    }
+    ck_assert(again);
+    for (int i = 0; i < N / 2; i++)
+        close(fds[i]);
+    char out[4096];
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_int_ge(stats_value(out, "connections_refused_fd_setsize"), refused);
+}
+END_TEST
+
+START_TEST(background_work)
+{
+    /* --work: the server computes whenever it is not serving, and says how much. */
+    const struct model *m = &models[_i];
+    struct test_server s;
+    const char *const args[] = {"--work", NULL};
+    server_spawn(&s, m->name, args);
+    int fd = client_connect(s.port);
+    for (uint32_t i = 0; i < 50; i++)
+        echo_once(fd, i, (const uint8_t *)"work", 4, m);
+    usleep(20000);
+    close(fd);
+    char out[4096];
+    ck_assert_int_eq(server_stop(&s, out, sizeof out), 0);
+    ck_assert_int_eq(stats_value(out, "frames"), 50);
+    ck_assert_int_gt(stats_value(out, "work_units"), 0);
 }
 END_TEST
 
@@ -685,6 +940,7 @@ END_TEST
 
 Suite *servers_suite(void)
 {
+    load_models();
     Suite *s = suite_create("servers");
     TCase *t = tcase_create("every model");
     tcase_set_timeout(t, 60);
@@ -696,6 +952,9 @@ Suite *servers_suite(void)
     tcase_add_loop_test(t, max_conns, 0, N_MODELS);
     tcase_add_loop_test(t, max_conns_burst, 0, N_MODELS);
     tcase_add_loop_test(t, out_of_descriptors, 0, N_MODELS);
+    tcase_add_loop_test(t, two_thousand_connections, 0, N_MODELS);
+    tcase_add_loop_test(t, fd_setsize_refused, 0, N_MODELS);
+    tcase_add_loop_test(t, background_work, 0, N_MODELS);
     tcase_add_loop_test(t, half_close_gets_every_reply, 0, N_MODELS);
     tcase_add_loop_test(t, stats_add_up, 0, N_MODELS);
     tcase_add_loop_test(t, sigterm_exits_with_stats, 0, N_MODELS);
