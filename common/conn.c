@@ -306,6 +306,22 @@ static void stamp_replies(struct conn *c)
     c->n_unstamped = 0;
 }
 
+const uint8_t *conn_output(struct conn *c, size_t *len)
+{
+    stamp_replies(c);
+    *len = buffer_used(&c->out);
+    return c->out.data + c->out.start;
+}
+
+void conn_output_sent(struct conn *c, size_t n)
+{
+    stats_add(STAT_bytes_out, (uint64_t)n);
+    c->out.start += n;
+    c->out_sent += (uint64_t)n;
+    if (c->out.start == c->out.end)
+        c->out.start = c->out.end = 0;
+}
+
 int conn_flush(struct conn *c)
 {
     stamp_replies(c);

@@ -38,6 +38,8 @@ struct conn {
     bool eof;                 /* the peer closed its side: send what is queued, then close */
     bool broken;              /* the socket failed: close now, nothing more can be sent */
     uint32_t watched;         /* for the model: e.g. the events epoll is watching for */
+    uint64_t since;           /* for the model: e.g. when it began waiting for this one */
+    void *model_data;         /* for the model: anything else it keeps per connection */
     struct conn *prev, *next; /* every open connection, for conn_close_all() */
 };
 
@@ -91,6 +93,17 @@ bool conn_done(const struct conn *c);
  * (0), or an error (-1, errno set; counted). On a blocking socket it returns only when all is
  * sent or on error. */
 int conn_flush(struct conn *c);
+
+/* For models that send with a call of their own that completes later (aio_write, an
+ * io_uring SEND): the queued output, with every pending t_reply stamped now, just before
+ * the caller hands it to the kernel. Returns the unsent bytes and their count in *len (0:
+ * nothing to send). The bytes stay where they are until conn_output_sent(), provided the
+ * model calls neither conn_received() nor conn_in_space() meanwhile: one operation at a
+ * time per connection (receive, answer, send all, receive again). */
+const uint8_t *conn_output(struct conn *c, size_t *len);
+
+/* ...and then: n of those bytes were sent (a short send leaves the rest queued). */
+void conn_output_sent(struct conn *c, size_t n);
 
 /* Close the socket and free the connection. After an error reply it first shuts down the
  * sending side and drains what the peer already sent, so the peer gets the reply rather
