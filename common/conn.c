@@ -354,12 +354,9 @@ int conn_flush(struct conn *c)
     return 1;
 }
 
-void conn_close(struct conn *c)
+/* Take c off the list of open connections and free it. */
+static void conn_free(struct conn *c)
 {
-    if (c->closing && !c->broken)
-        close_gracefully(c->fd);
-    else
-        close(c->fd);
     pthread_mutex_lock(&open_lock);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -368,11 +365,26 @@ void conn_close(struct conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&open_lock);
-    stats_sub(STAT_connections_open, 1);
     free(c->in.data);
     free(c->out.data);
     free(c->unstamped);
     free(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing && !c->broken)
+        close_gracefully(c->fd);
+    else
+        close(c->fd);
+    conn_free(c);
+    stats_sub(STAT_connections_open, 1);
+}
+
+void conn_forget(struct conn *c)
+{
+    close(c->fd);
+    conn_free(c);
 }
 
 void conn_close_all(void)

@@ -110,6 +110,11 @@ void conn_output_sent(struct conn *c, size_t n);
  * than a reset. */
 void conn_close(struct conn *c);
 
+/* A forking model's parent, after fork(): the child serves this connection now. Close the
+ * parent's descriptor (one reference; the socket stays open in the child) and free the
+ * parent's copy, but leave the connection counted open: the child's conn_close() ends it. */
+void conn_forget(struct conn *c);
+
 /* Close every open connection: what a single-threaded model does before it exits. (A
  * threaded model must not: its connections belong to their threads.) */
 void conn_close_all(void);

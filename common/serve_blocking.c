@@ -8,6 +8,7 @@
 #include "serve_blocking.h"
 #include "server.h"
 #include "stamp.h"
+#include "stats.h"
 #include "work.h"
 
 #include <errno.h>
@@ -33,6 +34,7 @@ void serve_blocking(struct conn *c)
         conn_received(c, (size_t)n, &st);
         if (conn_flush(c) < 0) /* blocks until every reply byte is handed to the kernel */
             break;
+        stats_account_cpu(); /* a forked server's child adds its CPU time (else: nothing) */
         if (c->opt->work)
             work_unit(); /* between calls is the only time a blocking server has for it */
     }

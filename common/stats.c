@@ -69,6 +69,13 @@ void stats_init(const char *model)
     take_baseline();
 }
 
+/* A child of fork() starts with no CPU time of its own (getrusage counts from 0 in it), so
+ * its reports count from 0, not from what its parent had reported. */
+static void forget_reported_usage(void)
+{
+    memset(&reported_usage, 0, sizeof reported_usage);
+}
+
 void stats_share_between_processes(void)
 {
     struct shared_stats *s =
@@ -80,6 +87,8 @@ void stats_share_between_processes(void)
     multiprocess = true;
     if (getrusage(RUSAGE_SELF, &reported_usage) != 0)
         die("getrusage");
+    if (pthread_atfork(NULL, NULL, forget_reported_usage) != 0)
+        die("pthread_atfork");
 }
 
 void stats_account_cpu(void)
