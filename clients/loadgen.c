@@ -69,6 +69,7 @@ struct lconn {
     struct pending *q; /* FIFO ring of requests awaiting replies */
     size_t q_head, q_len, q_cap;
     uint32_t next_seq;
+    bool thinking; /* in the think-time queue: its next request is already scheduled */
     uint64_t replies, measured;
     uint32_t watched;
 };
@@ -234,12 +235,13 @@ static void think_push(struct lconn *c, uint64_t due)
     size_t i = (think_head + think_len++) % (size_t)cfg.conns;
     think_q[i] = c->id;
     think_due[i] = due;
+    c->thinking = true;
 }
 
 static void next_request(struct lconn *c)
 {
-    if (c->dead || finished || cfg.rate > 0 || c->q_len > 0)
-        return;
+    if (c->dead || finished || cfg.rate > 0 || c->q_len > 0 || c->thinking)
+        return; /* (a STATS reply can come in while the connection thinks) */
     if (cfg.think_ms > 0)
         think_push(c, stamp_now() + (uint64_t)(cfg.think_ms * 1e6));
     else
@@ -704,7 +706,13 @@ static int report(uint64_t client_cpu_us)
         printf("  server: %.2f us CPU per request", cpu / srv_req);
         for (int i = 0; i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
-            if (strncmp(k, "calls_", 6) == 0 || strcmp(k, "eagain") == 0 || strcmp(k, "eintr") == 0)
+            static const char *const per_request[] = {
+                "eagain",      "eintr",      "signals",   "signal_overflows",
+                "completions", "busy_polls", "work_units"};
+            bool show = strncmp(k, "calls_", 6) == 0;
+            for (size_t j = 0; j < sizeof per_request / sizeof *per_request; j++)
+                show = show || strcmp(k, per_request[j]) == 0;
+            if (show)
                 printf(", %s %.2f", k,
                        (stats_after.kv[i].value - snap_get(&stats_before, k, NULL)) / srv_req);
         }
@@ -1056,6 +1064,7 @@ int main(int argc, char **argv)
             struct lconn *c = &conns[think_q[think_head]];
             think_head = (think_head + 1) % (size_t)cfg.conns;
             think_len--;
+            c->thinking = false;
             if (!c->dead && !finished)
                 queue_request(c, PROTO_ECHO, 0);
         }

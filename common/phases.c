@@ -16,7 +16,10 @@ void phases_derive(const struct proto_stamps *st, uint64_t client_send, uint64_t
      * separate notification, and the copy-data span starts when the data arrived. */
     int told_first = st->copy_begin == 0 || st->ready <= st->copy_begin;
     out->wait_data = span(st->wait, st->arrive);
-    out->notify = told_first ? span(st->arrive, st->ready) : (st->arrive ? 0 : PHASE_UNKNOWN);
+    /* Not told first: the data sat in the kernel until the copy call began (0 when the call
+     * was already waiting, as a blocking recv usually is; a busy-polling sweep's lap). */
+    out->notify = told_first ? span(st->arrive, st->ready)
+                             : (st->arrive ? span(st->arrive, st->copy_begin) : PHASE_UNKNOWN);
     out->dispatch = told_first ? span(st->ready, st->copy_begin) : 0;
     uint64_t copy_from = st->copy_begin;
     if (copy_from != 0 && st->arrive > copy_from)

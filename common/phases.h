@@ -15,7 +15,7 @@
 
 struct phases {
     int64_t wait_data;  /* t_arrive - t_wait: the process waited, the data were not there yet */
-    int64_t notify;     /* t_ready - t_arrive: data in the kernel, the process not yet told */
+    int64_t notify;     /* data in the kernel, the process not yet told (or not yet asking) */
     int64_t dispatch;   /* t_copy_begin - t_ready: told, but not yet copying */
     int64_t copy_data;  /* t_copy_end - max(t_copy_begin, t_arrive): copying into the process */
     int64_t processing; /* t_reply - t_copy_end: building the reply */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -106,6 +107,11 @@ static int open_listener(const struct server_options *opt)
     /* Accepted sockets inherit this: every recvmsg() then carries the kernel's arrival stamp. */
     if (stamp_enable_arrival(fd) < 0)
         die("setsockopt SO_TIMESTAMPNS");
+    /* If no socket in the system had asked for stamps, the kernel switches them on a moment
+     * later, from a worker queued on this CPU (net_enable_timestamp() defers it): let it run
+     * before any client can connect, or a model that never sleeps (nonblock, --work) keeps it
+     * waiting and the first requests arrive unstamped. */
+    sched_yield();
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
         die("bind");
     freeaddrinfo(ai);

@@ -467,6 +467,21 @@ START_TEST(phases_blocking_model)
 }
 END_TEST
 
+START_TEST(phases_polling_model)
+{
+    /* busy polling: first EAGAIN at 100, data at 200, the sweep comes back and copies at
+     * 350..360 (t_ready = t_copy_end): the data waited 150 in the kernel for the sweep */
+    struct proto_stamps st = {100, 200, 360, 350, 360, 370};
+    struct phases ph;
+    phases_derive(&st, 190, 400, &ph);
+    ck_assert_int_eq(ph.wait_data, 100);
+    ck_assert_int_eq(ph.notify, 150);
+    ck_assert_int_eq(ph.dispatch, 0);
+    ck_assert_int_eq(ph.copy_data, 10);
+    ck_assert_int_eq(ph.wait_data + ph.notify + ph.copy_data + ph.processing, 270);
+}
+END_TEST
+
 START_TEST(phases_data_already_there)
 {
     /* data arrived at 50, before the wait began at 100: no wait, a long notification */
@@ -515,6 +530,7 @@ Suite *proto_suite(void)
     TCase *ph = tcase_create("phases");
     tcase_add_test(ph, phases_readiness_model);
     tcase_add_test(ph, phases_blocking_model);
+    tcase_add_test(ph, phases_polling_model);
     tcase_add_test(ph, phases_data_already_there);
     tcase_add_test(ph, phases_unknown_stamps);
     suite_add_tcase(s, ph);
