@@ -28,7 +28,6 @@
 #include "../common/work.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
