@@ -707,8 +707,8 @@ static int report(uint64_t client_cpu_us)
         for (int i = 0; i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
             static const char *const per_request[] = {
-                "eagain",      "eintr",      "signals",   "signal_overflows",
-                "completions", "busy_polls", "work_units"};
+                "eagain",      "eintr",       "signals",    "signal_overflows",
+                "submissions", "completions", "busy_polls", "work_units"};
             bool show = strncmp(k, "calls_", 6) == 0;
             for (size_t j = 0; j < sizeof per_request / sizeof *per_request; j++)
                 show = show || strcmp(k, per_request[j]) == 0;

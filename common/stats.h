@@ -47,6 +47,7 @@
     X(eintr)                /* calls interrupted by a signal and retried */                        \
     X(signals)              /* I/O signals taken (signal-driven I/O, AIO completions) */           \
     X(signal_overflows)     /* plain SIGIO: the real-time queue overflowed; every fd rescanned */  \
+    X(submissions)          /* io_uring: operations submitted (accept, recvmsg, send, poll) */     \
     X(completions)          /* AIO or io_uring completions reaped */                               \
     X(sq_full)              /* io_uring: submission queue full, flushed before queueing more */    \
     X(cq_overflow)          /* io_uring: completion queue overflowed (kernel kept them: NODROP) */ \
