@@ -6,6 +6,7 @@ if (term eq 'svg') {
     set terminal pngcairo size 1400,840 enhanced font 'DejaVu Sans,16'
 }
 set output outfile
+set termoption noenhanced  # model names such as epoll_et are plain text
 set grid ytics lc rgb '#dddddd'
 set key outside right top
 set border 3

@@ -6,6 +6,7 @@ set style data histogram
 set style histogram rowstacked
 set style fill solid 0.85 border -1
 set boxwidth 0.6
+set xtics rotate by -45 left
 set ylabel 'microseconds'
 set bmargin at screen 0.1
 set tmargin at screen 0.86
@@ -23,6 +24,6 @@ set key at screen 0.76, screen 0.8 left top vertical Left reverse samplen 2 spac
 plot datafile using (0/0) title 'wait for data' with boxes lc rgb '#c7c7c7', \
      '' using 3:xtic(1) title 'notification' lc rgb '#ff7f0e', \
      '' using 4 title 'dispatch' lc rgb '#9467bd', \
-     '' using 5 title 'copy data' . "\n(blocking: with waking up)" lc rgb '#1f77b4', \
+     '' using 5 title 'copy data' lc rgb '#1f77b4', \
      '' using 6 title 'processing' lc rgb '#2ca02c'
 unset multiplot
