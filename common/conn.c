@@ -156,6 +156,32 @@ void conn_accept_failed(int listen_fd, int err)
     unlogged = 0;
 }
 
+struct conn *conn_accept(int listen_fd, const struct server_options *opt)
+{
+    for (;;) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        stats_add(STAT_calls_accept, 1);
+        if (fd >= 0) {
+            if (conn_admit(fd, opt))
+                return conn_open(fd, opt);
+            continue;
+        }
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            stats_add(STAT_eagain, 1);
+            errno = EAGAIN;
+            return NULL;
+        }
+        if (err == EINTR)
+            stats_add(STAT_eintr, 1);
+        if (err == EINTR || err == ECONNABORTED)
+            continue;
+        conn_accept_failed(listen_fd, err); /* e.g. EMFILE: keep serving the others */
+        errno = err;
+        return NULL;
+    }
+}
+
 struct conn *conn_open(int fd, const struct server_options *opt)
 {
     struct conn *c = calloc(1, sizeof *c);

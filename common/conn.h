@@ -58,6 +58,13 @@ void conn_accept_failed(int listen_fd, int err);
 /* Open the spare descriptor conn_accept_failed() needs (server_start does it). */
 void conn_reserve_spare(void);
 
+/* For models with a non-blocking listening socket: accept4() the next waiting client,
+ * admit it and open it (its socket non-blocking). Returns NULL with errno EAGAIN when no
+ * client is left waiting, or with another errno after a failure it has handled with
+ * conn_accept_failed(): either way, stop accepting for now. EINTR and ECONNABORTED are
+ * retried, refused clients skipped. */
+struct conn *conn_accept(int listen_fd, const struct server_options *opt);
+
 /* A new connection on an accepted socket (counted open until conn_close). Never NULL:
  * out of memory ends the process. */
 struct conn *conn_open(int fd, const struct server_options *opt);

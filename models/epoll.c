@@ -56,22 +56,9 @@ static void watch(struct conn *c)
 
 static void accept_connections(int listen_fd)
 {
-    for (;;) { /* the listening socket may hold several new connections */
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        stats_add(STAT_calls_accept, 1);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                stats_add(STAT_eagain, 1);
-                return;
-            }
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving the others */
-            return;
-        }
-        if (!conn_admit(fd, &opt))
-            continue;
-        struct conn *c = conn_open(fd, &opt);
+    struct conn *c; /* accept4() until no client is left waiting (common/conn.c) */
+    while ((c = conn_accept(listen_fd, &opt)) != NULL) {
+        int fd = c->fd;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         int rc = epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
         stats_add(STAT_calls_epoll_ctl, 1);

@@ -66,28 +66,9 @@ static void watch(struct conn *c)
 
 static void accept_connections(int listen_fd)
 {
-    for (;;) { /* the listening socket may hold several new connections */
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        stats_add(STAT_calls_accept, 1);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                stats_add(STAT_eagain, 1);
-                return;
-            }
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving the others */
-            /* We stop before EAGAIN, so clients still waiting would bring no new edge. The
-             * MOD re-checks the listener and reports it again if one is waiting (pitfall c). */
-            struct epoll_event again = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
-            if (epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &again) < 0)
-                die("epoll_ctl MOD");
-            stats_add(STAT_calls_epoll_ctl, 1);
-            return;
-        }
-        if (!conn_admit(fd, &opt))
-            continue;
-        struct conn *c = conn_open(fd, &opt);
+    struct conn *c; /* accept4() until no client is left waiting (common/conn.c) */
+    while ((c = conn_accept(listen_fd, &opt)) != NULL) {
+        int fd = c->fd;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = c};
         int rc = epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev); /* reports data already there too */
         stats_add(STAT_calls_epoll_ctl, 1);
@@ -97,6 +78,14 @@ static void accept_connections(int listen_fd)
             continue;
         }
         c->watched = EPOLLIN | EPOLLET;
+    }
+    if (errno != EAGAIN) { /* an accept failed (e.g. EMFILE) before the queue was empty */
+        /* We stopped before EAGAIN, so clients still waiting would bring no new edge. The
+         * MOD re-checks the listener and reports it again if one is waiting (pitfall c). */
+        struct epoll_event again = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
+        if (epoll_ctl(epfd, EPOLL_CTL_MOD, listen_fd, &again) < 0)
+            die("epoll_ctl MOD");
+        stats_add(STAT_calls_epoll_ctl, 1);
     }
 }
 

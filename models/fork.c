@@ -80,7 +80,7 @@ static _Noreturn void serve_child(struct conn *c, int listen_fd)
 {
     if (close(listen_fd) < 0) /* the child never accepts */
         die("close");
-    serve_blocking(c); /* until the client leaves: recv, reply, ...; then conn_close() */
+    serve_blocking(c);   /* until the client leaves: recv, reply, ...; then conn_close() */
     stats_account_cpu(); /* the rest of this child's CPU time */
     _exit(0); /* not exit(): no STATS line, nothing of the parent's (stdio, atexit) run twice */
 }

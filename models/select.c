@@ -68,22 +68,9 @@ static void watch_all(int listen_fd)
 
 static void accept_connections(int listen_fd)
 {
-    for (;;) { /* the listening socket may hold several new connections */
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        stats_add(STAT_calls_accept, 1);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                stats_add(STAT_eagain, 1);
-                return;
-            }
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving the others */
-            return;
-        }
-        if (!conn_admit(fd, &opt))
-            continue;
-        struct conn *c = conn_open(fd, &opt);
+    struct conn *c; /* accept4() until no client is left waiting (common/conn.c) */
+    while ((c = conn_accept(listen_fd, &opt)) != NULL) {
+        int fd = c->fd;
         if (fd >= FD_SETSIZE) { /* FD_SET() would write past the end of the fd_set */
             conn_refuse(c, "fd >= FD_SETSIZE: select cannot watch it");
             stats_add(STAT_connections_refused_fd_setsize, 1);

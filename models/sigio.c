@@ -106,23 +106,10 @@ static void serve(struct conn *c, uint64_t t_wait, uint64_t t_ready)
 
 static void accept_connections(uint64_t t_wait)
 {
-    for (;;) { /* one signal may stand for several new connections */
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        stats_add(STAT_calls_accept, 1);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                stats_add(STAT_eagain, 1);
-                return;
-            }
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving the others */
-            return;
-        }
-        if (!conn_admit(fd, &opt))
-            continue;
-        struct conn *c = conn_open(fd, &opt); /* fd < RLIMIT_NOFILE = by_fd_size */
-        if (enable_signals(fd) < 0) {         /* O_ASYNC is not inherited from listen_fd */
+    struct conn *c; /* accept4() until no client is left waiting (common/conn.c) */
+    while ((c = conn_accept(listen_fd, &opt)) != NULL) { /* one signal, several clients */
+        int fd = c->fd;                                  /* fd < RLIMIT_NOFILE = by_fd_size */
+        if (enable_signals(fd) < 0) { /* O_ASYNC is not inherited from listen_fd */
             fprintf(stderr, "sigio: fcntl: %s\n", strerror(errno));
             conn_refuse(c, "server cannot get signals for this connection (fcntl failed)");
             continue;
