@@ -356,6 +356,57 @@ START_TEST(two_thousand_connections)
 }
 END_TEST
 
+/* Send a one-byte ECHO without checking the send: a refused connection may be closed
+ * already, so its send can fail, while its reply is there to read. */
+static void send_echo_unchecked(int fd, uint32_t seq)
+{
+    uint8_t frame[PROTO_HEADER_SIZE + 1];
+    proto_write_request_header(frame, PROTO_ECHO, seq, 1);
+    frame[PROTO_HEADER_SIZE] = 'x';
+    (void)!send(fd, frame, sizeof frame, MSG_NOSIGNAL);
+}
+
+/* Read connection i's reply: 1 if it was served, 0 if it was refused with status SERVER_FULL
+ * and a reason that is `reason` (exact) or contains it (!exact); anything else fails. */
+static int served_or_refused(int fd, int i, const char *reason, int exact)
+{
+    struct proto_header h;
+    struct proto_stamps st;
+    uint8_t *p;
+    ck_assert_msg(read_reply(fd, &h, &st, &p) == 0, "connection %d: no reply", i);
+    int served = h.flags == PROTO_OK;
+    if (!served) {
+        ck_assert_uint_eq(h.flags, PROTO_ERR_SERVER_FULL);
+        if (exact)
+            ck_assert_str_eq((char *)p, reason);
+        else
+            ck_assert_ptr_nonnull(strstr((char *)p, reason));
+    }
+    free(p);
+    return served;
+}
+
+/* After clients left, the server notices the closes in its own time: a new client is
+ * served again within 500 tries 10 ms apart. */
+static void expect_served_again(int port)
+{
+    int again = 0;
+    for (int tries = 0; tries < 500 && !again; tries++) {
+        int fd = client_connect(port);
+        send_frame(fd, PROTO_ECHO, 7, "back", 4);
+        struct proto_header h;
+        struct proto_stamps st;
+        uint8_t *p;
+        ck_assert_int_eq(read_reply(fd, &h, &st, &p), 0);
+        again = h.flags == PROTO_OK;
+        free(p);
+        close(fd);
+        if (!again)
+            usleep(10000);
+    }
+    ck_assert_msg(again, "no new client was served again");
+}
+
 START_TEST(fd_setsize_refused)
 {
     /* select can only watch descriptors below FD_SETSIZE: the connection that would get one
@@ -373,24 +424,13 @@ START_TEST(fd_setsize_refused)
     int fds[N], served = 0, refused = 0;
     for (int i = 0; i < N; i++) {
         fds[i] = client_connect(s.port);
-        uint8_t frame[PROTO_HEADER_SIZE + 1];
-        proto_write_request_header(frame, PROTO_ECHO, (uint32_t)i, 1);
-        frame[PROTO_HEADER_SIZE] = 'x';
-        (void)!send(fds[i], frame, sizeof frame, MSG_NOSIGNAL);
+        send_echo_unchecked(fds[i], (uint32_t)i);
     }
     for (int i = 0; i < N; i++) {
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *p;
-        ck_assert_msg(read_reply(fds[i], &h, &st, &p) == 0, "connection %d: no reply", i);
-        if (h.flags == PROTO_OK) {
+        if (served_or_refused(fds[i], i, "FD_SETSIZE", 0))
             served++;
-        } else {
-            ck_assert_uint_eq(h.flags, PROTO_ERR_SERVER_FULL);
-            ck_assert_ptr_nonnull(strstr((char *)p, "FD_SETSIZE"));
+        else
             refused++;
-        }
-        free(p);
     }
     ck_assert_int_gt(refused, 0);
     ck_assert_int_gt(served, 1000);
@@ -399,21 +439,7 @@ START_TEST(fd_setsize_refused)
     echo_once(fds[0], 5000, (const uint8_t *)"still", 5, m);
     for (int i = N - 1; i >= N / 2; i--)
         close(fds[i]);
-    int fd = -1, again = 0;
-    for (int tries = 0; tries < 500 && !again; tries++) {
-        fd = client_connect(s.port);
-        send_frame(fd, PROTO_ECHO, 1, "new", 3);
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *p;
-        ck_assert_int_eq(read_reply(fd, &h, &st, &p), 0);
-        again = h.flags == PROTO_OK;
-        free(p);
-        close(fd);
-        if (!again)
-            usleep(10000);
-    }
-    ck_assert(again);
+    expect_served_again(s.port);
     for (int i = 0; i < N / 2; i++)
         close(fds[i]);
     char out[4096];
@@ -601,23 +627,13 @@ START_TEST(max_conns_burst)
     int fds[N], served = 0, refused = 0;
     for (int i = 0; i < N; i++)
         fds[i] = client_connect(s.port);
+    for (int i = 0; i < N; i++)
+        send_echo_unchecked(fds[i], (uint32_t)i);
     for (int i = 0; i < N; i++) {
-        /* a refused connection may be closed already: its send can fail, its reply is there */
-        uint8_t frame[PROTO_HEADER_SIZE + 1];
-        proto_write_request_header(frame, PROTO_ECHO, (uint32_t)i, 1);
-        frame[PROTO_HEADER_SIZE] = 'x';
-        (void)!send(fds[i], frame, sizeof frame, MSG_NOSIGNAL);
-    }
-    for (int i = 0; i < N; i++) {
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *p;
-        ck_assert_msg(read_reply(fds[i], &h, &st, &p) == 0, "connection %d: no reply", i);
-        if (h.flags == PROTO_OK)
+        if (served_or_refused(fds[i], i, "too many connections (--max-conns)", 1))
             served++;
-        else if (h.flags == PROTO_ERR_SERVER_FULL)
+        else
             refused++;
-        free(p);
     }
     ck_assert_int_eq(served, 10);
     ck_assert_int_eq(refused, N - 10);
@@ -695,22 +711,11 @@ START_TEST(out_of_descriptors)
     for (int i = 0; i < N; i++)
         fds[i] = client_connect(s.port);
     for (int i = 0; i < N; i++) {
-        uint8_t frame[PROTO_HEADER_SIZE + 1];
-        proto_write_request_header(frame, PROTO_ECHO, (uint32_t)i, 1);
-        frame[PROTO_HEADER_SIZE] = 'x';
-        (void)!send(fds[i], frame, sizeof frame, MSG_NOSIGNAL);
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *p;
-        ck_assert_msg(read_reply(fds[i], &h, &st, &p) == 0, "connection %d: no reply", i);
-        if (h.flags == PROTO_OK) {
+        send_echo_unchecked(fds[i], (uint32_t)i);
+        if (served_or_refused(fds[i], i, "server out of file descriptors", 1))
             served++;
-        } else {
-            ck_assert_uint_eq(h.flags, PROTO_ERR_SERVER_FULL);
-            ck_assert_str_eq((char *)p, "server out of file descriptors");
+        else
             refused++;
-        }
-        free(p);
     }
     if (m->forks) {
         /* The parent closes each socket once its child has it, and each child has a table of
@@ -726,22 +731,7 @@ START_TEST(out_of_descriptors)
     ck_assert_int_eq(served + refused, N);
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    /* the server notices the closes in its own time: retry until it has room again */
-    int again = 0;
-    for (int tries = 0; tries < 500 && !again; tries++) {
-        int fd = client_connect(s.port);
-        send_frame(fd, PROTO_ECHO, 7, "back", 4);
-        struct proto_header h;
-        struct proto_stamps st;
-        uint8_t *p;
-        ck_assert_int_eq(read_reply(fd, &h, &st, &p), 0);
-        again = h.flags == PROTO_OK;
-        free(p);
-        close(fd);
-        if (!again)
-            usleep(10000);
-    }
-    ck_assert(again);
+    expect_served_again(s.port);
     char out[4096], log[4096];
     server_log(&s, log, sizeof log);
     ck_assert_ptr_nonnull(strstr(log, "accept: Too many open files"));
