@@ -38,6 +38,7 @@ struct config {
     const char *addr;
     int port;
     long conns;
+    long idle; /* --idle: connections opened first that never send (the cost of watching them) */
     uint32_t size;
     double duration_s; /* -d */
     long requests;     /* -n: stop after this many measured requests (0: use -d) */
@@ -61,6 +62,7 @@ struct pending { /* a request sent (or due) and not yet answered */
 
 struct lconn {
     int id, fd;
+    bool idle; /* one of the --idle connections: opened, watched, never used */
     bool connected, dead;
     uint8_t *out;
     size_t out_start, out_end, out_cap;
@@ -101,7 +103,9 @@ static struct config cfg = {
     .seed = 1,
     .timeout_s = 10,
 };
-static struct lconn *conns;
+static struct lconn *all;   /* the --idle connections first, then the active ones */
+static struct lconn *conns; /* the active ones: all + cfg.idle */
+static long n_all;
 static int epfd;
 static uint8_t *pattern;
 static volatile sig_atomic_t interrupted;
@@ -112,9 +116,10 @@ static size_t n_samples, cap_samples;
 static FILE *csv;
 static uint64_t csv_seen;
 static struct {
-    uint64_t payload_mismatch, seq_mismatch, bad_header, error_replies, connect_failed,
+    uint64_t payload_mismatch, seq_mismatch, bad_header, error_replies, refused, connect_failed,
         closed_by_server, stalled;
 } err;
+static char refusal[160]; /* the server's reason, from the first "server full" reply */
 static struct snapshot stats_before, stats_after;
 static uint64_t t_start, t_end; /* the measured window */
 static bool measuring, finished;
@@ -124,6 +129,15 @@ static void die(const char *what)
 {
     fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
     exit(1);
+}
+
+/* Per-connection complaints go to stderr, but only the first few of each kind: 9,000
+ * connections refused at once must not bury the summary. */
+static bool complain(uint64_t count)
+{
+    if (count == 6)
+        fprintf(stderr, "loadgen: (more of these not shown; the summary counts them all)\n");
+    return count <= 5;
 }
 
 static void *xrealloc(void *p, size_t n)
@@ -368,9 +382,14 @@ static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
         return 0;
     const uint8_t *payload = c->in + PROTO_REPLY_PREFIX_SIZE;
     if (h.flags != PROTO_OK) {
-        err.error_replies++;
-        fprintf(stderr, "loadgen: connection %d: error reply (%s): %.*s\n", c->id,
-                proto_status_name(h.flags), (int)(h.len > 200 ? 200 : h.len), payload);
+        int shown = (int)(h.len > 150 ? 150 : h.len);
+        if (h.flags == PROTO_ERR_SERVER_FULL && err.refused++ == 0)
+            snprintf(refusal, sizeof refusal, "%.*s", shown, (const char *)payload);
+        if (h.flags != PROTO_ERR_SERVER_FULL)
+            err.error_replies++;
+        if (complain(h.flags == PROTO_ERR_SERVER_FULL ? err.refused : err.error_replies))
+            fprintf(stderr, "loadgen: connection %d: error reply (%s): %.*s\n", c->id,
+                    proto_status_name(h.flags), shown, payload);
         return -1; /* the server closes after an error reply */
     }
     if (c->q_len == 0) {
@@ -421,9 +440,9 @@ static void readable(struct lconn *c)
         return;
     if (n <= 0) {
         if (!finished || c->q_len > 0) {
-            err.closed_by_server++;
-            fprintf(stderr, "loadgen: connection %d: the server closed it (%s)\n", c->id,
-                    n == 0 ? "end of file" : strerror(errno));
+            if (complain(++err.closed_by_server))
+                fprintf(stderr, "loadgen: connection %d: the server closed it (%s)\n", c->id,
+                        n == 0 ? "end of file" : strerror(errno));
         }
         kill_conn(c);
         return;
@@ -463,10 +482,13 @@ static void connect_all(void)
         fprintf(stderr, "loadgen: bad address %s: %s\n", cfg.addr, gai_strerror(rc));
         exit(2);
     }
+    /* The idle connections first: the server sees them before any active one (and, in
+     * select, they take the low descriptors). */
     long pending = 0;
-    for (long i = 0; i < cfg.conns; i++) {
-        struct lconn *c = &conns[i];
-        c->id = (int)i;
+    for (long i = 0; i < n_all; i++) {
+        struct lconn *c = &all[i];
+        c->idle = i < cfg.idle;
+        c->id = (int)(c->idle ? cfg.conns + i : i - cfg.idle);
         c->next_seq = 1;
         c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
@@ -515,10 +537,10 @@ static void connect_all(void)
             watch(c);
         }
     }
-    for (long i = 0; i < cfg.conns; i++)
-        if (!conns[i].connected && !conns[i].dead) {
+    for (long i = 0; i < n_all; i++)
+        if (!all[i].connected && !all[i].dead) {
             err.connect_failed++;
-            kill_conn(&conns[i]);
+            kill_conn(&all[i]);
         }
 }
 
@@ -673,10 +695,24 @@ static int report(uint64_t client_cpu_us)
     double client_util = window > 0 ? (double)client_cpu_us / 1e6 / window : 0;
     bool client_bound = client_util > 0.9;
     uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header + err.error_replies +
-                      err.connect_failed + err.closed_by_server + err.stalled;
+                      err.refused + err.connect_failed + err.closed_by_server + err.stalled;
+    long idle_connected = 0, idle_open = 0;
+    for (long i = 0; i < cfg.idle; i++) {
+        idle_connected += all[i].connected;
+        idle_open += all[i].connected && !all[i].dead;
+    }
     const char *model = stats_before.have ? stats_before.model : "unknown";
     double srv_req =
         snap_get(&stats_after, "requests", NULL) - snap_get(&stats_before, "requests", NULL);
+    /* The server's counters cover the time between its answers to the two STATS requests. A
+     * server that answers the control connection late (thousands of threads or processes
+     * starting up) would give a window much shorter than ours: its per-request figures would
+     * describe some other moment, so they are not given. */
+    double srv_window = stats_after.have ? (snap_get(&stats_after, "elapsed_us", NULL) -
+                                            snap_get(&stats_before, "elapsed_us", NULL)) /
+                                               1e6
+                                         : 0;
+    bool srv_valid = stats_after.have && srv_req > 0 && srv_window >= 0.5 * window;
 
     printf("loadgen: %s, %ld connection%s, %u-byte messages, %s%s\n", model, cfg.conns,
            cfg.conns == 1 ? "" : "s", cfg.size, cfg.rate > 0 ? "open loop" : "closed loop",
@@ -698,7 +734,11 @@ static int report(uint64_t client_cpu_us)
     printf("\n  connections: %ld connected, %ld never served, replies per connection min %llu "
            "max %llu\n",
            connected, never_served, (unsigned long long)min_m, (unsigned long long)max_m);
-    if (stats_after.have && srv_req > 0) {
+    if (stats_after.have && !srv_valid)
+        printf("  server: no per-request figures: its STATS window was %.3f s of our %.3f s "
+               "(the control connection was answered late)\n",
+               srv_window, window);
+    if (srv_valid) {
         double cpu = snap_get(&stats_after, "cpu_user_us", NULL) +
                      snap_get(&stats_after, "cpu_sys_us", NULL) -
                      snap_get(&stats_before, "cpu_user_us", NULL) -
@@ -718,18 +758,24 @@ static int report(uint64_t client_cpu_us)
         }
         printf(" per request\n");
     }
+    if (cfg.idle)
+        printf("  idle connections: %ld asked, %ld connected, %ld still open at the end\n", cfg.idle,
+               idle_connected, idle_open);
     printf("  client CPU %.0f%%%s\n", client_util * 100,
            client_bound ? " - WARNING: the client was the bottleneck" : "");
     if (never_served > 0)
         printf("  note: %ld connection%s never got a reply: the server did not serve them\n",
                never_served, never_served == 1 ? "" : "s");
+    if (err.refused)
+        printf("  refused: %llu connection%s told \"server full\": %s\n",
+               (unsigned long long)err.refused, err.refused == 1 ? "" : "s", refusal);
     if (errors)
-        printf("  ERRORS: payload %llu, seq %llu, bad header %llu, error replies %llu, connect "
-               "%llu, closed by server %llu, stalled %llu\n",
+        printf("  ERRORS: payload %llu, seq %llu, bad header %llu, error replies %llu, refused "
+               "%llu, connect %llu, closed by server %llu, stalled %llu\n",
                (unsigned long long)err.payload_mismatch, (unsigned long long)err.seq_mismatch,
                (unsigned long long)err.bad_header, (unsigned long long)err.error_replies,
-               (unsigned long long)err.connect_failed, (unsigned long long)err.closed_by_server,
-               (unsigned long long)err.stalled);
+               (unsigned long long)err.refused, (unsigned long long)err.connect_failed,
+               (unsigned long long)err.closed_by_server, (unsigned long long)err.stalled);
 
     if (cfg.json) {
         FILE *f = fopen(cfg.json, "w");
@@ -742,9 +788,9 @@ static int report(uint64_t client_cpu_us)
         fprintf(f,
                 ", \"port\": %d, \"connections\": %ld, "
                 "\"size\": %u, \"duration_s\": %g, \"requests\": %ld, \"warmup_s\": %g, "
-                "\"think_ms\": %g, \"rate\": %g, \"mode\": \"%s\", \"seed\": %u},\n",
+                "\"think_ms\": %g, \"rate\": %g, \"mode\": \"%s\", \"seed\": %u, \"idle\": %ld},\n",
                 cfg.port, cfg.conns, cfg.size, cfg.duration_s, cfg.requests, cfg.warmup_s,
-                cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed", cfg.seed);
+                cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed", cfg.seed, cfg.idle);
         fprintf(f, "  \"model\": ");
         json_string(f, model);
         fprintf(f, ",\n  \"window_s\": %.6f,\n  \"requests\": %zu,\n", window, n_samples);
@@ -761,12 +807,17 @@ static int report(uint64_t client_cpu_us)
                 jain);
         fprintf(f,
                 "  \"errors\": {\"total\": %llu, \"payload_mismatch\": %llu, \"seq_mismatch\": "
-                "%llu, \"bad_header\": %llu, \"error_replies\": %llu, \"connect_failed\": %llu, "
-                "\"closed_by_server\": %llu, \"stalled\": %llu},\n",
+                "%llu, \"bad_header\": %llu, \"error_replies\": %llu, \"refused\": %llu, "
+                "\"connect_failed\": %llu, \"closed_by_server\": %llu, \"stalled\": %llu},\n",
                 (unsigned long long)errors, (unsigned long long)err.payload_mismatch,
                 (unsigned long long)err.seq_mismatch, (unsigned long long)err.bad_header,
-                (unsigned long long)err.error_replies, (unsigned long long)err.connect_failed,
-                (unsigned long long)err.closed_by_server, (unsigned long long)err.stalled);
+                (unsigned long long)err.error_replies, (unsigned long long)err.refused,
+                (unsigned long long)err.connect_failed, (unsigned long long)err.closed_by_server,
+                (unsigned long long)err.stalled);
+        fprintf(f, "  \"refusal_reason\": ");
+        json_string(f, refusal);
+        fprintf(f, ",\n  \"idle\": {\"asked\": %ld, \"connected\": %ld, \"open_at_end\": %ld},\n",
+                cfg.idle, idle_connected, idle_open);
         fprintf(f, "  \"server_stats_delta\": {");
         for (int i = 0; stats_after.have && i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
@@ -775,9 +826,10 @@ static int report(uint64_t client_cpu_us)
                            : stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
             fprintf(f, "%s\"%s\": %.0f", i ? ", " : "", k, d);
         }
-        fprintf(f, "},\n  \"server_stats_per_request\": {");
+        fprintf(f, "},\n  \"server_window_s\": %.6f,\n  \"server_stats_per_request\": {",
+                srv_window);
         const char *sep = "";
-        for (int i = 0; stats_after.have && srv_req > 0 && i < stats_after.n; i++) {
+        for (int i = 0; srv_valid && i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
             if (strcmp(k, "connections_open") == 0)
                 continue; /* a gauge: per request it means nothing */
@@ -806,6 +858,7 @@ static void usage(FILE *to)
             "  -a, --addr ADDR      server address (default 127.0.0.1)\n"
             "  -p, --port PORT      server port (required)\n"
             "  -c, --conns N        concurrent connections (default 1)\n"
+            "      --idle N         also open N connections first that never send (default 0)\n"
             "  -s, --size BYTES     payload bytes per request (default 64)\n"
             "  -d, --duration SECS  measured time (default 5)\n"
             "  -n, --requests N     stop after N measured requests instead\n"
@@ -838,11 +891,12 @@ static double number(const char *name, const char *text, double min, double max)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_WARMUP = 256, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
+    enum { O_IDLE = 255, O_WARMUP, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
     static const struct option longopts[] = {
         {"addr", required_argument, NULL, 'a'},
         {"port", required_argument, NULL, 'p'},
         {"conns", required_argument, NULL, 'c'},
+        {"idle", required_argument, NULL, O_IDLE},
         {"size", required_argument, NULL, 's'},
         {"duration", required_argument, NULL, 'd'},
         {"requests", required_argument, NULL, 'n'},
@@ -869,6 +923,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'c':
             cfg.conns = (long)number("--conns", optarg, 1, 1000000);
+            break;
+        case O_IDLE:
+            cfg.idle = (long)number("--idle", optarg, 0, 1000000);
             break;
         case 's':
             cfg.size = (uint32_t)number("--size", optarg, 0, 1 << 30);
@@ -931,9 +988,9 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)cfg.conns + 16 > rl.rlim_cur) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)(cfg.conns + cfg.idle) + 16 > rl.rlim_cur) {
         fprintf(stderr, "loadgen: %ld connections need more descriptors than the limit (%llu)\n",
-                cfg.conns, (unsigned long long)rl.rlim_cur);
+                cfg.conns + cfg.idle, (unsigned long long)rl.rlim_cur);
         exit(2);
     }
 }
@@ -943,7 +1000,7 @@ static void progress(uint64_t now, uint64_t t_begin, uint64_t *last_replies)
     double since = (double)(now - t_begin) / 1e9;
     uint64_t n = replies_total - *last_replies;
     uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header + err.error_replies +
-                      err.closed_by_server + err.connect_failed;
+                      err.refused + err.closed_by_server + err.connect_failed;
     fprintf(stderr,
             "loadgen: %5.1f s %s  %llu replies/s  p50 ~%.1f us  p99 ~%.1f us  errors %llu\n", since,
             measuring ? "measuring" : (finished ? "finishing" : "warm-up  "), (unsigned long long)n,
@@ -973,7 +1030,9 @@ int main(int argc, char **argv)
     srandom(cfg.seed);
     for (size_t i = 0; i < (size_t)cfg.size + PATTERN_SLACK; i++)
         pattern[i] = (uint8_t)(random() >> 7);
-    conns = calloc((size_t)cfg.conns, sizeof *conns);
+    n_all = cfg.idle + cfg.conns;
+    all = calloc((size_t)n_all, sizeof *all);
+    conns = all == NULL ? NULL : all + cfg.idle;
     think_q = calloc((size_t)cfg.conns, sizeof *think_q);
     think_due = calloc((size_t)cfg.conns, sizeof *think_due);
     if (conns == NULL || think_q == NULL || think_due == NULL)
