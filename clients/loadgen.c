@@ -43,6 +43,7 @@ struct config {
     double duration_s; /* -d */
     long requests;     /* -n: stop after this many measured requests (0: use -d) */
     double warmup_s;
+    double ramp_s; /* --ramp: first wait until every connection has been answered once */
     double think_ms;
     double rate; /* --rate: open loop, requests/s in all (0: closed loop) */
     const char *csv;
@@ -123,7 +124,10 @@ static char refusal[160]; /* the server's reason, from the first "server full" r
 static struct snapshot stats_before, stats_after;
 static uint64_t t_start, t_end; /* the measured window */
 static bool measuring, finished;
+static long settled; /* active connections answered at least once, or dead before that */
 static uint64_t last_progress;
+static double ramp_time; /* --ramp: how long it took */
+static long ramp_unserved; /* connections still unserved when the ramp ended */
 
 static void die(const char *what)
 {
@@ -178,6 +182,8 @@ static void kill_conn(struct lconn *c)
     if (c->dead)
         return;
     c->dead = true;
+    if (!c->idle && c->replies == 0)
+        settled++;
     close(c->fd);
 }
 
@@ -417,7 +423,8 @@ static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
         fprintf(stderr, "loadgen: connection %d: seq %u: echoed payload differs\n", c->id, p.seq);
         return (ssize_t)total;
     }
-    c->replies++;
+    if (c->replies++ == 0)
+        settled++;
     replies_total++;
     if (t_recv >= p.t_send) {
         hist[hist_bucket(t_recv - p.t_send)]++;
@@ -758,6 +765,9 @@ static int report(uint64_t client_cpu_us)
         }
         printf(" per request\n");
     }
+    if (cfg.ramp_s > 0)
+        printf("  ramp: %s after %.2f s\n",
+               ramp_unserved == 0 ? "every connection answered once" : "gave up waiting", ramp_time);
     if (cfg.idle)
         printf("  idle connections: %ld asked, %ld connected, %ld still open at the end\n", cfg.idle,
                idle_connected, idle_open);
@@ -814,6 +824,7 @@ static int report(uint64_t client_cpu_us)
                 (unsigned long long)err.error_replies, (unsigned long long)err.refused,
                 (unsigned long long)err.connect_failed, (unsigned long long)err.closed_by_server,
                 (unsigned long long)err.stalled);
+        fprintf(f, "  \"ramp\": {\"s\": %.3f, \"unserved\": %ld},\n", ramp_time, ramp_unserved);
         fprintf(f, "  \"refusal_reason\": ");
         json_string(f, refusal);
         fprintf(f, ",\n  \"idle\": {\"asked\": %ld, \"connected\": %ld, \"open_at_end\": %ld},\n",
@@ -863,6 +874,8 @@ static void usage(FILE *to)
             "  -d, --duration SECS  measured time (default 5)\n"
             "  -n, --requests N     stop after N measured requests instead\n"
             "      --warmup SECS    unmeasured time before (default 1)\n"
+            "      --ramp SECS      before the warm-up, wait up to SECS until every connection\n"
+            "                       has had a reply (default 0: no wait)\n"
             "      --think MS       closed loop: pause before each request (default 0)\n"
             "      --rate R         open loop: R requests/s in all, latency from the due time\n"
             "      --csv FILE       one row per measured request\n"
@@ -891,7 +904,7 @@ static double number(const char *name, const char *text, double min, double max)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_IDLE = 255, O_WARMUP, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
+    enum { O_IDLE = 254, O_RAMP, O_WARMUP, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
     static const struct option longopts[] = {
         {"addr", required_argument, NULL, 'a'},
         {"port", required_argument, NULL, 'p'},
@@ -901,6 +914,7 @@ static void parse_args(int argc, char **argv)
         {"duration", required_argument, NULL, 'd'},
         {"requests", required_argument, NULL, 'n'},
         {"warmup", required_argument, NULL, O_WARMUP},
+        {"ramp", required_argument, NULL, O_RAMP},
         {"think", required_argument, NULL, O_THINK},
         {"rate", required_argument, NULL, O_RATE},
         {"csv", required_argument, NULL, O_CSV},
@@ -935,6 +949,9 @@ static void parse_args(int argc, char **argv)
             break;
         case 'n':
             cfg.requests = (long)number("--requests", optarg, 1, 1e12);
+            break;
+        case O_RAMP:
+            cfg.ramp_s = number("--ramp", optarg, 0, 3600);
             break;
         case O_WARMUP:
             cfg.warmup_s = number("--warmup", optarg, 0, 3600);
@@ -1058,7 +1075,12 @@ int main(int argc, char **argv)
     }
 
     uint64_t t_begin = stamp_now();
-    uint64_t warm_end = t_begin + (uint64_t)(cfg.warmup_s * NS_PER_S);
+    /* --ramp: thousands of connections (a thread or process each) take a while to be served
+     * for the first time; the warm-up starts once they all have been, or when the ramp's time
+     * is up. A connection still unserved then shows up as "never served". */
+    uint64_t ramp_end = t_begin + (uint64_t)(cfg.ramp_s * NS_PER_S);
+    bool ramping = cfg.ramp_s > 0;
+    uint64_t warm_end = ramping ? UINT64_MAX : t_begin + (uint64_t)(cfg.warmup_s * NS_PER_S);
     uint64_t next_tick = t_begin + NS_PER_S;
     uint64_t next_due = t_begin; /* open loop schedule */
     uint64_t gap = cfg.rate > 0 ? (uint64_t)(1e9 / cfg.rate) : 0;
@@ -1075,6 +1097,12 @@ int main(int argc, char **argv)
     struct epoll_event evs[512];
     while (!interrupted) {
         uint64_t now = stamp_now();
+        if (ramping && (settled >= cfg.conns || now >= ramp_end)) {
+            ramping = false;
+            ramp_time = (double)(now - t_begin) / 1e9;
+            ramp_unserved = cfg.conns - settled;
+            warm_end = now + (uint64_t)(cfg.warmup_s * NS_PER_S);
+        }
         if (!measuring && !finished && now >= warm_end) {
             measuring = true;
             t_start = now;
@@ -1150,6 +1178,8 @@ int main(int argc, char **argv)
             wake = think_due[think_head];
         if (!measuring && !finished && warm_end < wake)
             wake = warm_end;
+        if (ramping && ramp_end < wake)
+            wake = ramp_end;
         if (measuring && t_end < wake)
             wake = t_end;
         now = stamp_now();
