@@ -3,6 +3,8 @@
 #   make            build every server and client into build/
 #   make check      install missing Debian packages, build, run every test (Check)
 #   make run-all    install missing packages, build, measure every model, draw the plots
+#                   and write the report (PROFILE=quick|full|test; see docs/run-all.md)
+#   make plots RESULTS=results/<dir>   redraw a saved run's figures and report, running nothing
 #   make asan       the same tests, built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make deps       install the Debian packages the suite needs (apt-get, as root)
 #   make CC=clang   build with clang instead of gcc
@@ -19,7 +21,7 @@ LDFLAGS += -pthread $(SANITIZE)
 MODELS  := $(sort $(basename $(notdir $(wildcard models/*.c))))
 CLIENTS := loadgen
 COMMON  := proto stats stamp options server conn serve_blocking phases work
-TESTS   := main helpers test_proto test_servers
+TESTS   := main helpers test_proto test_servers test_runall
 
 COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
 SERVERS    := $(MODELS:%=$(BUILD)/%)
@@ -75,6 +77,11 @@ asan:
 run-all: deps all
 	@plots/run-all
 
+# Redraw the figures and the report of a saved run (default: the latest) without measuring.
+RESULTS ?= results/latest
+plots: deps
+	@plots/make-plots $(RESULTS)
+
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
@@ -97,6 +104,6 @@ clean:
 	rm -rf build
 
 FORCE:
-.PHONY: all check tests asan run-all deps format clean FORCE
+.PHONY: all check tests asan run-all plots deps format clean FORCE
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

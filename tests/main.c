@@ -9,6 +9,7 @@ int main(void)
 {
     SRunner *sr = srunner_create(proto_suite());
     srunner_add_suite(sr, servers_suite());
+    srunner_add_suite(sr, runall_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -6,5 +6,6 @@
 
 Suite *proto_suite(void);
 Suite *servers_suite(void);
+Suite *runall_suite(void);
 
 #endif
