@@ -6,6 +6,9 @@
 #                   and write the report (PROFILE=quick|full|test; see docs/run-all.md)
 #   make plots RESULTS=results/<dir>   redraw a saved run's figures and report, running nothing
 #   make asan       the same tests, built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan       the threaded model's tests under ThreadSanitizer
+#   make fuzz       libFuzzer on the protocol parser (FUZZ_SECONDS=60)
+#   make faults     every model under strace fault injection (also part of make check)
 #   make deps       install the Debian packages the suite needs (apt-get, as root)
 #   make CC=clang   build with clang instead of gcc
 
@@ -21,7 +24,7 @@ LDFLAGS += -pthread $(SANITIZE)
 MODELS  := $(sort $(basename $(notdir $(wildcard models/*.c))))
 CLIENTS := loadgen
 COMMON  := proto stats stamp options server conn serve_blocking phases work
-TESTS   := main helpers test_proto test_servers test_runall
+TESTS   := main helpers test_proto test_servers test_timeouts test_hostile test_loadgen test_runall
 
 COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
 SERVERS    := $(MODELS:%=$(BUILD)/%)
@@ -30,8 +33,8 @@ TEST_BIN   := $(BUILD)/check_iomodels
 
 # Debian packages: check (libcheck tests), pkg-config, gnuplot-nox (plots), liburing-dev
 # (the io_uring model), netcat-openbsd (nc, to type at a server as the README shows), jq
-# (run-all reads loadgen's JSON with it).
-DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd jq
+# (run-all reads loadgen's JSON with it), strace (make faults injects system-call faults with it).
+DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd jq strace
 
 all: $(SERVERS) $(CLIENT_BIN)
 
@@ -74,6 +77,41 @@ asan:
 	@$(MAKE) --no-print-directory check BUILD=build/asan OPT=-O1 \
 		SANITIZE='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all'
 
+# make tsan: the threaded models' whole test suite under ThreadSanitizer (TSAN_MODELS; aio is
+# left out: TSan's signal handling does not survive glibc AIO's completion signals, see
+# docs/robustness.md). Any report stops the server (halt_on_error), so its test fails.
+TSAN_MODELS ?= threads
+tsan: deps
+	@$(MAKE) --no-print-directory all tests BUILD=build/tsan OPT=-O1 SANITIZE=-fsanitize=thread
+	@TSAN_OPTIONS='halt_on_error=1' IOMODELS_TEST_MODELS='$(TSAN_MODELS)' \
+		IOMODELS_BIG_FRAMES_CONNS=200 build/tsan/check_iomodels
+
+# ---- Fuzzing and fault injection (issue 5) ------------------------------------------------
+#   make fuzz [FUZZ_SECONDS=60]  libFuzzer on the protocol parser (tests/fuzz_proto.c), built
+#                                with clang, ASan and UBSan; starts from tests/fuzz/corpus, keeps
+#                                what it finds in $(BUILD)/fuzz/corpus; a crash fails the target
+#   make faults                  every model under strace fault injection (tests/faults)
+FUZZ_SECONDS ?= 60
+FUZZ_DEB_PACKAGES := clang libclang-rt-dev
+FUZZ_FLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES='$(FUZZ_DEB_PACKAGES)'
+	@$(MAKE) --no-print-directory $(BUILD)/fuzz/fuzz_proto
+	@mkdir -p $(BUILD)/fuzz/corpus && cp tests/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	$(BUILD)/fuzz/fuzz_proto -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+		-dict=tests/fuzz/proto.dict -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus
+
+$(BUILD)/fuzz/fuzz_proto: tests/fuzz_proto.c common/proto.c common/proto.h
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) tests/fuzz_proto.c common/proto.c -o $@
+
+faults: deps
+	@$(MAKE) --no-print-directory all
+	@tests/faults $(BUILD)
+# ---- end of fuzzing and fault injection ---------------------------------------------------
+
 run-all: deps all
 	@plots/run-all
 
@@ -104,6 +142,6 @@ clean:
 	rm -rf build
 
 FORCE:
-.PHONY: all check tests asan run-all plots deps format clean FORCE
+.PHONY: all check tests asan tsan run-all plots deps format clean FORCE fuzz faults
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

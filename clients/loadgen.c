@@ -125,8 +125,9 @@ static struct snapshot stats_before, stats_after;
 static uint64_t t_start, t_end; /* the measured window */
 static bool measuring, finished;
 static long settled; /* active connections answered at least once, or dead before that */
+static long active_dead; /* active connections closed (by either side) */
 static uint64_t last_progress;
-static double ramp_time; /* --ramp: how long it took */
+static double ramp_time;   /* --ramp: how long it took */
 static long ramp_unserved; /* connections still unserved when the ramp ended */
 
 static void die(const char *what)
@@ -184,7 +185,20 @@ static void kill_conn(struct lconn *c)
     c->dead = true;
     if (!c->idle && c->replies == 0)
         settled++;
+    if (!c->idle)
+        active_dead++;
     close(c->fd);
+}
+
+/* End of file or a socket error: an error unless the window is over and nothing was
+ * outstanding on the connection. */
+static void closed_by_server(struct lconn *c, const char *why)
+{
+    if (!finished || c->q_len > 0) {
+        if (complain(++err.closed_by_server))
+            fprintf(stderr, "loadgen: connection %d: the server closed it (%s)\n", c->id, why);
+    }
+    kill_conn(c);
 }
 
 static int flush(struct lconn *c)
@@ -196,9 +210,7 @@ static int flush(struct lconn *c)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
-            if (!finished)
-                err.closed_by_server++;
-            kill_conn(c);
+            closed_by_server(c, strerror(errno));
             return -1;
         }
         c->out_start += (size_t)n;
@@ -270,6 +282,17 @@ static void next_request(struct lconn *c)
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
+/* A STATS line is kept only if it looks like the server's: a key of [a-z0-9_] and a number
+ * (the model: printable ASCII). Anything else is not a figure, and must not reach the JSON. */
+static bool stats_key_ok(const char *key, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!((key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') ||
+              key[i] == '_'))
+            return false;
+    return len > 0;
+}
+
 static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
 {
     s->have = true;
@@ -288,12 +311,19 @@ static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
             size_t vl = ll - kl - 1 < sizeof val - 1 ? ll - kl - 1 : sizeof val - 1;
             memcpy(val, eq + 1, vl);
             val[vl] = '\0';
+            bool printable = vl > 0;
+            for (size_t k = 0; k < vl; k++)
+                printable = printable && val[k] > ' ' && val[k] < 0x7f;
+            char *end;
+            double v = strtod(val, &end);
             if (kl == 5 && memcmp(line, "model", 5) == 0) {
-                snprintf(s->model, sizeof s->model, "%s", val);
-            } else if (s->n < MAX_KEYS && kl < sizeof s->kv[0].key) {
+                if (printable)
+                    snprintf(s->model, sizeof s->model, "%s", val);
+            } else if (s->n < MAX_KEYS && kl < sizeof s->kv[0].key && stats_key_ok(line, kl) &&
+                       vl > 0 && *end == '\0' && isfinite(v)) {
                 memcpy(s->kv[s->n].key, line, kl);
                 s->kv[s->n].key[kl] = '\0';
-                s->kv[s->n].value = strtod(val, NULL);
+                s->kv[s->n].value = v;
                 s->n++;
             }
         }
@@ -378,9 +408,9 @@ static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
     struct proto_header h;
     struct proto_stamps st;
     if (proto_read_reply_prefix(c->in, &h, &st) < 0 || h.len > cfg.size + 65536u) {
-        err.bad_header++;
-        fprintf(stderr, "loadgen: connection %d: the server sent a malformed reply header\n",
-                c->id);
+        if (complain(++err.bad_header))
+            fprintf(stderr, "loadgen: connection %d: the server sent a malformed reply header\n",
+                    c->id);
         return -1;
     }
     size_t total = PROTO_REPLY_PREFIX_SIZE + h.len;
@@ -399,18 +429,19 @@ static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
         return -1; /* the server closes after an error reply */
     }
     if (c->q_len == 0) {
-        err.seq_mismatch++;
-        fprintf(stderr, "loadgen: connection %d: a reply nobody asked for (seq %u)\n", c->id,
-                h.seq);
+        if (complain(++err.seq_mismatch))
+            fprintf(stderr, "loadgen: connection %d: a reply nobody asked for (seq %u)\n", c->id,
+                    h.seq);
         return -1;
     }
     struct pending p = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
     if (h.seq != p.seq || h.type != p.type) {
-        err.seq_mismatch++;
-        fprintf(stderr, "loadgen: connection %d: reply seq %u type %u, expected seq %u type %u\n",
-                c->id, h.seq, h.type, p.seq, p.type);
+        if (complain(++err.seq_mismatch))
+            fprintf(stderr,
+                    "loadgen: connection %d: reply seq %u type %u, expected seq %u type %u\n",
+                    c->id, h.seq, h.type, p.seq, p.type);
         return -1;
     }
     last_progress = t_recv;
@@ -419,8 +450,9 @@ static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
         return (ssize_t)total;
     }
     if (h.len != cfg.size || memcmp(payload, payload_for(c->id, p.seq), cfg.size) != 0) {
-        err.payload_mismatch++;
-        fprintf(stderr, "loadgen: connection %d: seq %u: echoed payload differs\n", c->id, p.seq);
+        if (complain(++err.payload_mismatch))
+            fprintf(stderr, "loadgen: connection %d: seq %u: echoed payload differs\n", c->id,
+                    p.seq);
         return (ssize_t)total;
     }
     if (c->replies++ == 0)
@@ -446,12 +478,7 @@ static void readable(struct lconn *c)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
-        if (!finished || c->q_len > 0) {
-            if (complain(++err.closed_by_server))
-                fprintf(stderr, "loadgen: connection %d: the server closed it (%s)\n", c->id,
-                        n == 0 ? "end of file" : strerror(errno));
-        }
-        kill_conn(c);
+        closed_by_server(c, n == 0 ? "end of file" : strerror(errno));
         return;
     }
     c->in_len += (size_t)n;
@@ -645,6 +672,18 @@ static void json_dist(FILE *f, const char *name, struct dist d, bool last)
                 name, d.n, d.p50, d.p90, d.p99, d.p999, d.max, d.mean, last ? "" : ",");
 }
 
+/* STATS values that are levels, not counts: the after value is what it is, and per request
+ * they mean nothing. */
+static bool is_gauge(const char *key)
+{
+    static const char *const gauges[] = {"connections_open", "buffer_bytes", "buffer_bytes_peak",
+                                         "rss_peak_kb", "threads"};
+    for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
+        if (strcmp(key, gauges[i]) == 0)
+            return true;
+    return false;
+}
+
 static double snap_get(const struct snapshot *s, const char *key, bool *found)
 {
     for (int i = 0; i < s->n; i++)
@@ -708,7 +747,7 @@ static int report(uint64_t client_cpu_us)
         idle_connected += all[i].connected;
         idle_open += all[i].connected && !all[i].dead;
     }
-    const char *model = stats_before.have ? stats_before.model : "unknown";
+    const char *model = stats_before.have && stats_before.model[0] ? stats_before.model : "unknown";
     double srv_req =
         snap_get(&stats_after, "requests", NULL) - snap_get(&stats_before, "requests", NULL);
     /* The server's counters cover the time between its answers to the two STATS requests. A
@@ -741,7 +780,9 @@ static int report(uint64_t client_cpu_us)
     printf("\n  connections: %ld connected, %ld never served, replies per connection min %llu "
            "max %llu\n",
            connected, never_served, (unsigned long long)min_m, (unsigned long long)max_m);
-    if (stats_after.have && !srv_valid)
+    if (stats_after.have && srv_req <= 0)
+        printf("  server: no per-request figures: its STATS replies show no requests\n");
+    else if (stats_after.have && !srv_valid)
         printf("  server: no per-request figures: its STATS window was %.3f s of our %.3f s "
                "(the control connection was answered late)\n",
                srv_window, window);
@@ -750,7 +791,12 @@ static int report(uint64_t client_cpu_us)
                      snap_get(&stats_after, "cpu_sys_us", NULL) -
                      snap_get(&stats_before, "cpu_user_us", NULL) -
                      snap_get(&stats_before, "cpu_sys_us", NULL);
-        printf("  server: %.2f us CPU per request", cpu / srv_req);
+        bool has_cpu, shown = false; /* a server that gives no CPU time is not shown as 0 */
+        snap_get(&stats_after, "cpu_user_us", &has_cpu);
+        if (has_cpu)
+            printf("  server: %.2f us CPU per request", cpu / srv_req);
+        else
+            printf("  server: CPU n/a");
         for (int i = 0; i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
             static const char *const per_request[] = {
@@ -762,15 +808,17 @@ static int report(uint64_t client_cpu_us)
             if (show)
                 printf(", %s %.2f", k,
                        (stats_after.kv[i].value - snap_get(&stats_before, k, NULL)) / srv_req);
+            shown = shown || show;
         }
-        printf(" per request\n");
+        printf("%s\n", shown ? " per request" : "");
     }
     if (cfg.ramp_s > 0)
         printf("  ramp: %s after %.2f s\n",
-               ramp_unserved == 0 ? "every connection answered once" : "gave up waiting", ramp_time);
+               ramp_unserved == 0 ? "every connection answered once" : "gave up waiting",
+               ramp_time);
     if (cfg.idle)
-        printf("  idle connections: %ld asked, %ld connected, %ld still open at the end\n", cfg.idle,
-               idle_connected, idle_open);
+        printf("  idle connections: %ld asked, %ld connected, %ld still open at the end\n",
+               cfg.idle, idle_connected, idle_open);
     printf("  client CPU %.0f%%%s\n", client_util * 100,
            client_bound ? " - WARNING: the client was the bottleneck" : "");
     if (never_served > 0)
@@ -832,8 +880,7 @@ static int report(uint64_t client_cpu_us)
         fprintf(f, "  \"server_stats_delta\": {");
         for (int i = 0; stats_after.have && i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
-            double d = strcmp(k, "connections_open") == 0
-                           ? stats_after.kv[i].value
+            double d = is_gauge(k) ? stats_after.kv[i].value
                            : stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
             fprintf(f, "%s\"%s\": %.0f", i ? ", " : "", k, d);
         }
@@ -842,7 +889,7 @@ static int report(uint64_t client_cpu_us)
         const char *sep = "";
         for (int i = 0; srv_valid && i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
-            if (strcmp(k, "connections_open") == 0)
+            if (is_gauge(k))
                 continue; /* a gauge: per request it means nothing */
             double d = stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
             fprintf(f, "%s\"%s\": %.4f", sep, k, d / srv_req);
@@ -904,7 +951,18 @@ static double number(const char *name, const char *text, double min, double max)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_IDLE = 254, O_RAMP, O_WARMUP, O_THINK, O_RATE, O_CSV, O_SAMPLE, O_JSON, O_SEED, O_TIMEOUT };
+    enum {
+        O_IDLE = 254,
+        O_RAMP,
+        O_WARMUP,
+        O_THINK,
+        O_RATE,
+        O_CSV,
+        O_SAMPLE,
+        O_JSON,
+        O_SEED,
+        O_TIMEOUT
+    };
     static const struct option longopts[] = {
         {"addr", required_argument, NULL, 'a'},
         {"port", required_argument, NULL, 'p'},
@@ -1012,6 +1070,20 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The stall timeout: a live connection waits for a reply, and no correct reply has come on
+ * any connection for more than --timeout. Counted and reported once; the run then ends. */
+static bool stalled(uint64_t now)
+{
+    bool waiting = false;
+    for (long i = 0; i < cfg.conns && !waiting; i++)
+        waiting = !conns[i].dead && conns[i].q_len > 0;
+    if (!waiting || now - last_progress <= (uint64_t)(cfg.timeout_s * NS_PER_S))
+        return false;
+    err.stalled++;
+    fprintf(stderr, "loadgen: no reply for %.1f s: giving up\n", cfg.timeout_s);
+    return true;
+}
+
 static void progress(uint64_t now, uint64_t t_begin, uint64_t *last_replies)
 {
     double since = (double)(now - t_begin) / 1e9;
@@ -1097,6 +1169,8 @@ int main(int argc, char **argv)
     struct epoll_event evs[512];
     while (!interrupted) {
         uint64_t now = stamp_now();
+        if (active_dead == cfg.conns)
+            break; /* every connection is gone: nothing is left to measure (window ends now) */
         if (ramping && (settled >= cfg.conns || now >= ramp_end)) {
             ramping = false;
             ramp_time = (double)(now - t_begin) / 1e9;
@@ -1132,8 +1206,11 @@ int main(int argc, char **argv)
                     served_idle = false;
             if ((!asked_after || stats_after.have || ctl->dead) && served_idle)
                 break;
-            if (now >= end_deadline)
+            if (now >= end_deadline) {
+                /* a stall that began late in the window: the next tick would be too late */
+                stalled(now);
                 break;
+            }
         }
         if (cfg.rate > 0 && !finished) {
             while (next_due <= now) { /* open loop: whatever the replies do */
@@ -1159,12 +1236,7 @@ int main(int argc, char **argv)
             if (!cfg.quiet)
                 progress(now, t_begin, &last_replies);
             next_tick += NS_PER_S;
-            bool waiting = false;
-            for (long i = 0; i < cfg.conns && !waiting; i++)
-                waiting = !conns[i].dead && conns[i].q_len > 0;
-            if (waiting && now - last_progress > (uint64_t)(cfg.timeout_s * NS_PER_S)) {
-                err.stalled++;
-                fprintf(stderr, "loadgen: no reply for %.1f s: giving up\n", cfg.timeout_s);
+            if (stalled(now)) {
                 if (!finished)
                     t_end = now;
                 break;
@@ -1203,7 +1275,7 @@ int main(int argc, char **argv)
                 flush(c);
         }
     }
-    if (!finished && measuring) { /* interrupted or stalled inside the window */
+    if (!finished && measuring) { /* interrupted, stalled or every connection gone */
         t_end = stamp_now();
         cpu_used = rusage_cpu_us() - cpu_start;
     } else if (!finished) {

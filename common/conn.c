@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +29,16 @@ static void *xrealloc(void *p, size_t size)
     return q;
 }
 
+/* Count connection buffer memory growing (or, freed, shrinking) from `from` to `to` bytes:
+ * STATS buffer_bytes is the sum over every connection now, buffer_bytes_peak its maximum. */
+static void count_buffer_bytes(size_t from, size_t to)
+{
+    if (to > from)
+        stats_gauge_add(STAT_buffer_bytes, STAT_buffer_bytes_peak, to - from);
+    else if (from > to)
+        stats_sub(STAT_buffer_bytes, from - to);
+}
+
 /* Make room for `want` more bytes after b->end, moving live bytes to the front first. */
 static void buffer_reserve(struct conn_buffer *b, size_t want)
 {
@@ -41,6 +52,7 @@ static void buffer_reserve(struct conn_buffer *b, size_t want)
         while (cap - b->end < want)
             cap *= 2;
         b->data = xrealloc(b->data, cap);
+        count_buffer_bytes(b->cap, cap);
         b->cap = cap;
     }
 }
@@ -68,8 +80,10 @@ static void queue_reply(struct conn *c, uint8_t type, uint8_t status, uint32_t s
     if (len > 0)
         memcpy(p + PROTO_REPLY_PREFIX_SIZE, payload, len);
     if (c->n_unstamped == c->cap_unstamped) {
+        size_t old = c->cap_unstamped * sizeof *c->unstamped;
         c->cap_unstamped = c->cap_unstamped ? 2 * c->cap_unstamped : 16;
         c->unstamped = xrealloc(c->unstamped, c->cap_unstamped * sizeof *c->unstamped);
+        count_buffer_bytes(old, c->cap_unstamped * sizeof *c->unstamped);
     }
     c->unstamped[c->n_unstamped++] = offset + PROTO_REPLY_STAMP_OFFSET;
 }
@@ -189,6 +203,7 @@ struct conn *conn_open(int fd, const struct server_options *opt)
         die("calloc");
     c->fd = fd;
     c->opt = opt;
+    c->last_active = stamp_now(); /* the idle timeout counts from here */
     proto_parser_init(&c->parser, opt->max_frame);
     pthread_mutex_lock(&open_lock);
     c->next = open_conns;
@@ -222,9 +237,14 @@ static void answer_error(struct conn *c, const struct proto_event *ev,
 {
     log_error(c, ev->reason);
     if (c->parser.mode == PROTO_MODE_LINE) {
-        static const char msg[] = "ERR line too long\n";
-        memcpy(buffer_append(&c->out, sizeof msg - 1), msg, sizeof msg - 1);
-        stats_add(STAT_errors_line_too_long, 1);
+        size_t len = strlen(ev->reason); /* "ERR line too long\n", "ERR zero byte in a line\n" */
+        uint8_t *p = buffer_append(&c->out, 4 + len + 1);
+        memcpy(p, "ERR ", 4);
+        memcpy(p + 4, ev->reason, len);
+        p[4 + len] = '\n';
+        stats_add(ev->status == PROTO_ERR_BAD_MAGIC ? STAT_errors_line_zero_byte
+                                                    : STAT_errors_line_too_long,
+                  1);
     } else {
         queue_reply(c, ev->header.type, (uint8_t)ev->status, ev->header.seq, st, ev->reason,
                     strlen(ev->reason));
@@ -269,6 +289,7 @@ static void answer_line(struct conn *c, const struct proto_event *ev)
 
 void conn_received(struct conn *c, size_t n, const struct proto_stamps *st)
 {
+    size_t had = buffer_used(&c->in), start = c->in.start; /* for the timeouts, below */
     c->in.end += n;
     while (!c->closing) {
         struct proto_event ev;
@@ -288,6 +309,11 @@ void conn_received(struct conn *c, size_t n, const struct proto_stamps *st)
             answer_line(c, &ev);
         c->in.start += ev.consumed;
     }
+    /* Timeouts: bytes came now; what is left is a request begun now, unless it was begun
+     * before this read and is still the same one (nothing was answered). */
+    c->last_active = st->copy_end ? st->copy_end : st->ready ? st->ready : stamp_now();
+    if (had == 0 || c->in.start != start)
+        c->request_begun = c->last_active;
     if (c->in.start == c->in.end)
         c->in.start = c->in.end = 0;
 }
@@ -344,8 +370,10 @@ void conn_output_sent(struct conn *c, size_t n)
     stats_add(STAT_bytes_out, (uint64_t)n);
     c->out.start += n;
     c->out_sent += (uint64_t)n;
-    if (c->out.start == c->out.end)
+    if (c->out.start == c->out.end) {
         c->out.start = c->out.end = 0;
+        c->last_active = stamp_now(); /* all sent: an idle time may begin */
+    }
 }
 
 int conn_flush(struct conn *c)
@@ -377,6 +405,7 @@ int conn_flush(struct conn *c)
         c->out_sent += (uint64_t)n;
     }
     c->out.start = c->out.end = 0;
+    c->last_active = stamp_now(); /* all sent: an idle time may begin */
     return 1;
 }
 
@@ -391,6 +420,7 @@ static void conn_free(struct conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&open_lock);
+    count_buffer_bytes(c->in.cap + c->out.cap + c->cap_unstamped * sizeof *c->unstamped, 0);
     free(c->in.data);
     free(c->out.data);
     free(c->unstamped);
@@ -428,4 +458,143 @@ void conn_refuse(struct conn *c, const char *reason)
     conn_flush(c);
     conn_close(c);
     stats_add(STAT_connections_refused, 1);
+}
+
+/* ---- Timeouts (conn.h) ---- */
+
+/* When c's time is up, or 0: no deadline applies now. */
+static uint64_t deadline(const struct conn *c)
+{
+    if (!conn_wants_input(c) || conn_has_output(c))
+        return 0; /* the server is busy with it (or done): it does not wait for the peer */
+    if (buffer_used(&c->in) > 0)
+        return c->opt->frame_timeout_ns ? c->request_begun + c->opt->frame_timeout_ns : 0;
+    return c->opt->idle_timeout_ns ? c->last_active + c->opt->idle_timeout_ns : 0;
+}
+
+uint64_t conn_time_left(const struct conn *c, uint64_t now)
+{
+    uint64_t end = deadline(c);
+    if (end == 0)
+        return UINT64_MAX;
+    return end > now ? end - now : 0;
+}
+
+/* Log "fd N: WHAT; closing the connection", but at most one line a second: thousands of
+ * connections may time out at once. Threads share it, hence the lock. */
+static void log_timeout(const struct conn *c, const char *what)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t last_log_ns, unlogged;
+    uint64_t now = stamp_now(), more = 0;
+    bool log = false;
+    pthread_mutex_lock(&lock);
+    if (last_log_ns == 0 || now - last_log_ns >= 1000000000u) {
+        log = true;
+        more = unlogged;
+        last_log_ns = now;
+        unlogged = 0;
+    } else {
+        unlogged++;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!log)
+        return;
+    if (more > 0)
+        fprintf(stderr, "fd %d: %s; closing the connection (%llu more since the last message)\n",
+                c->fd, what, (unsigned long long)more);
+    else
+        fprintf(stderr, "fd %d: %s; closing the connection\n", c->fd, what);
+}
+
+bool conn_timed_out(struct conn *c, uint64_t now)
+{
+    uint64_t end = deadline(c);
+    if (end == 0 || now < end)
+        return false;
+    /* Bytes already waiting in the socket: the server is behind (busy with many others), not
+     * the peer. They will be read, and the deadline looked at again after that. */
+    int unread = 0;
+    if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)
+        return false;
+    char what[96], reason[128];
+    if (buffer_used(&c->in) == 0)
+        snprintf(what, sizeof what, "idle for %g s (--idle-timeout)",
+                 (double)c->opt->idle_timeout_ns / 1e9);
+    else
+        snprintf(what, sizeof what, "%s not complete within %g s (--frame-timeout)",
+                 c->parser.mode == PROTO_MODE_LINE ? "line" : "frame",
+                 (double)c->opt->frame_timeout_ns / 1e9);
+    log_timeout(c, what);
+    if (c->parser.mode == PROTO_MODE_LINE) {
+        int len = snprintf(reason, sizeof reason, "ERR %s: closing\n", what);
+        memcpy(buffer_append(&c->out, (size_t)len), reason, (size_t)len);
+    } else { /* frame mode, or nothing received yet: a frame, as for status SERVER_FULL */
+        struct proto_stamps none = {0};
+        int len = snprintf(reason, sizeof reason, "%s: closing", what);
+        queue_reply(c, 0, PROTO_ERR_TIMEOUT, 0, &none, reason, (size_t)len);
+    }
+    stats_add(STAT_errors_timeout, 1);
+    c->closing = true;
+    c->in.start = c->in.end = 0; /* the incomplete request is dropped */
+    return true;
+}
+
+uint64_t conn_timeout_resolution(const struct server_options *opt)
+{
+    uint64_t shortest = opt->idle_timeout_ns;
+    if (shortest == 0 || (opt->frame_timeout_ns != 0 && opt->frame_timeout_ns < shortest))
+        shortest = opt->frame_timeout_ns;
+    if (shortest == 0)
+        return 0;
+    uint64_t interval = shortest / 4 < 1000000000u ? shortest / 4 : 1000000000u;
+    return interval > 1000000u ? interval : 1000000u; /* 1 ms at least */
+}
+
+static uint64_t next_sweep_ns; /* when conn_sweep() looks next (0: at once) */
+
+/* Nanoseconds until the next sweep is due (0: now), UINT64_MAX if none ever is. */
+static uint64_t until_sweep(const struct server_options *opt)
+{
+    if (conn_timeout_resolution(opt) == 0)
+        return UINT64_MAX;
+    uint64_t now = stamp_now();
+    return next_sweep_ns > now ? next_sweep_ns - now : 0;
+}
+
+int conn_sweep_wait_ms(const struct server_options *opt, int wait_ms)
+{
+    uint64_t left = until_sweep(opt);
+    if (left == UINT64_MAX)
+        return wait_ms;
+    uint64_t ms = (left + 999999u) / 1000000u; /* rounded up: wake at or after the time */
+    return wait_ms >= 0 && (uint64_t)wait_ms < ms ? wait_ms : (int)ms;
+}
+
+const struct timespec *conn_sweep_timeout(const struct server_options *opt, struct timespec *ts)
+{
+    uint64_t left = until_sweep(opt);
+    if (left == UINT64_MAX)
+        return NULL;
+    ts->tv_sec = (time_t)(left / 1000000000u);
+    ts->tv_nsec = (long)(left % 1000000000u);
+    return ts;
+}
+
+bool conn_sweep_due(const struct server_options *opt)
+{
+    return until_sweep(opt) == 0;
+}
+
+void conn_sweep(const struct server_options *opt, void (*time_out)(struct conn *c, uint64_t now))
+{
+    if (!conn_sweep_due(opt))
+        return;
+    uint64_t now = stamp_now();
+    next_sweep_ns = now + conn_timeout_resolution(opt);
+    for (struct conn *c = open_conns, *next; c != NULL; c = next) {
+        next = c->next; /* time_out() may close c */
+        if (conn_time_left(c, now) == 0)
+            time_out(c, now);
+    }
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* A connection stops reading while this much output is waiting for a peer that does not
  * read its replies: memory stays bounded, and TCP flow control slows the sender down. */
@@ -37,6 +38,8 @@ struct conn {
     bool closing;             /* an error reply is queued: close once it is sent */
     bool eof;                 /* the peer closed its side: send what is queued, then close */
     bool broken;              /* the socket failed: close now, nothing more can be sent */
+    uint64_t last_active;     /* timeouts: bytes last came in, or the output last emptied */
+    uint64_t request_begun;   /* timeouts: the first byte of the incomplete request came */
     uint32_t watched;         /* for the model: e.g. the events epoll is watching for */
     uint64_t since;           /* for the model: e.g. when it began waiting for this one */
     void *model_data;         /* for the model: anything else it keeps per connection */
@@ -125,5 +128,46 @@ void conn_forget(struct conn *c);
 /* Close every open connection: what a single-threaded model does before it exits. (A
  * threaded model must not: its connections belong to their threads.) */
 void conn_close_all(void);
+
+/* Timeouts. A connection is timed only while the server reads from it and has nothing to
+ * send, that is while it waits for the peer alone. Its deadline is then request_begun +
+ * --frame-timeout while a frame or line is incomplete (a byte-a-second sender cannot hold
+ * it), else last_active + --idle-timeout. Either is off when its option is 0. */
+
+/* Nanoseconds from now until c's deadline: 0 once it has passed, UINT64_MAX if none applies.
+ * The blocking models make it their receive timeout (SO_RCVTIMEO). */
+uint64_t conn_time_left(const struct conn *c, uint64_t now);
+
+/* Has c's deadline passed at `now`, with none of the peer's bytes waiting unread in the
+ * socket (then the server is late, not the peer)? If so, queue an error reply (status
+ * TIMEOUT, or in line mode an "ERR ..." line) saying which, log it (one line a second at
+ * most), count it in errors_timeout, mark the connection closing and return true: the model
+ * then sends the reply and closes the connection, as after any error (conn_done()). */
+bool conn_timed_out(struct conn *c, uint64_t now);
+
+/* How closely timeouts are kept, in ns: a second, or a quarter of the shortest timeout if
+ * that is less (0: both are off). A connection is closed within this time after its
+ * deadline: the sweeps below are this far apart, and the blocking models round their
+ * SO_RCVTIMEO up to a multiple of it, so that it seldom changes. */
+uint64_t conn_timeout_resolution(const struct server_options *opt);
+
+/* The models that wait for many connections at once, in one thread, find expired ones with a
+ * sweep over every open connection, conn_timeout_resolution() apart. Their wait must end in
+ * time for it: */
+
+/* wait_ms (a wait's timeout in ms, -1: none), shortened to end when the next sweep is due. */
+int conn_sweep_wait_ms(const struct server_options *opt, int wait_ms);
+
+/* The same as a timespec for pselect(), ppoll(), sigtimedwait(): ts filled in with the time
+ * until the next sweep, or NULL (wait as long as it takes) when both timeouts are off. */
+const struct timespec *conn_sweep_timeout(const struct server_options *opt, struct timespec *ts);
+
+/* Is a sweep due now? (For the --work loops, whose waits return at once.) */
+bool conn_sweep_due(const struct server_options *opt);
+
+/* If a sweep is due: call time_out(c, now) for every open connection whose deadline has
+ * passed. time_out() calls conn_timed_out(c, now) and, if that queued the error reply, sends
+ * it and closes c the model's own way. It may close c, but no other connection. */
+void conn_sweep(const struct server_options *opt, void (*time_out)(struct conn *c, uint64_t now));
 
 #endif

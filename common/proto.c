@@ -93,6 +93,10 @@ static enum proto_result parse_line(const uint8_t *buf, size_t len, struct proto
 {
     size_t look = len < PROTO_MAX_LINE + 1 ? len : PROTO_MAX_LINE + 1;
     const uint8_t *nl = memchr(buf, '\n', look);
+    /* A zero byte is no text: refused as soon as it is here, like a bad magic in frame mode
+     * (line mode has no status on the wire; the status only tells the caller which error). */
+    if (memchr(buf, '\0', nl != NULL ? (size_t)(nl - buf) : look) != NULL)
+        return parse_error(ev, PROTO_ERR_BAD_MAGIC, "zero byte in a line");
     if (nl == NULL) {
         if (len > PROTO_MAX_LINE)
             return parse_error(ev, PROTO_ERR_TOO_LARGE, "line too long");
@@ -195,6 +199,8 @@ const char *proto_status_name(uint8_t status)
         return "too large";
     case PROTO_ERR_SERVER_FULL:
         return "server full";
+    case PROTO_ERR_TIMEOUT:
+        return "timeout";
     default:
         return "unknown status";
     }

@@ -34,6 +34,8 @@ enum proto_status {
     PROTO_ERR_UNKNOWN_TYPE = 2,
     PROTO_ERR_TOO_LARGE = 3,   /* len above the server's --max-frame */
     PROTO_ERR_SERVER_FULL = 4, /* connection refused: --max-conns reached */
+    PROTO_ERR_TIMEOUT = 5,     /* closed: idle past --idle-timeout, or a request not complete
+                                  within --frame-timeout */
 };
 
 /* The six server-side stamps of one request, CLOCK_MONOTONIC nanoseconds, 0 = not known. */

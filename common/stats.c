@@ -119,10 +119,27 @@ uint64_t stats_get(enum stats_id id)
     return atomic_load_explicit(&shared->counters[id], memory_order_relaxed);
 }
 
+void stats_gauge_add(enum stats_id gauge, enum stats_id peak, uint64_t n)
+{
+    uint64_t now = atomic_fetch_add_explicit(&shared->counters[gauge], n, memory_order_relaxed) + n;
+    uint64_t high = atomic_load_explicit(&shared->counters[peak], memory_order_relaxed);
+    /* another thread or process may raise it meanwhile: retry until ours is not higher */
+    while (now > high &&
+           !atomic_compare_exchange_weak_explicit(&shared->counters[peak], &high, now,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        continue;
+}
+
+/* Gauges say what is now (or the most it has been), not what happened since a reset. */
+static bool is_gauge(int i)
+{
+    return i == STAT_connections_open || i == STAT_buffer_bytes || i == STAT_buffer_bytes_peak;
+}
+
 void stats_reset(void)
 {
     for (int i = 0; i < STATS_COUNT; i++)
-        if (i != STAT_connections_open)
+        if (!is_gauge(i))
             atomic_store_explicit(&shared->counters[i], 0, memory_order_relaxed);
     if (multiprocess) {
         stats_account_cpu(); /* what this process used so far belongs before the reset */
@@ -150,6 +167,19 @@ static long task_count(void)
             n++;
     closedir(d);
     return n;
+}
+
+/* The most memory this process has had resident, in KiB; in a model that forks, of the largest
+ * among this process and its reaped children (ru_maxrss of RUSAGE_CHILDREN is their maximum). */
+static long rss_peak_kb(void)
+{
+    struct rusage self, children;
+    if (getrusage(RUSAGE_SELF, &self) != 0)
+        return -1;
+    if (multiprocess && getrusage(RUSAGE_CHILDREN, &children) == 0 &&
+        children.ru_maxrss > self.ru_maxrss)
+        return children.ru_maxrss;
+    return self.ru_maxrss;
 }
 
 /* CPU time and context switches since the last reset. */
@@ -197,6 +227,7 @@ size_t stats_format(char *out, size_t size, char sep)
     APPEND("ctx_voluntary=%llu%c", (unsigned long long)cpu[CTX_VOLUNTARY], sep);
     APPEND("ctx_involuntary=%llu%c", (unsigned long long)cpu[CTX_INVOLUNTARY], sep);
     APPEND("threads=%ld%c", task_count(), sep);
+    APPEND("rss_peak_kb=%ld%c", rss_peak_kb(), sep);
     APPEND("elapsed_us=%llu",
            (unsigned long long)((stamp_now() - atomic_load(&shared->baseline_ns)) / 1000u));
     if (sep == '\n')

@@ -24,9 +24,13 @@
     X(errors_unknown_type)                                                                         \
     X(errors_too_large) /* frame len above --max-frame */                                          \
     X(errors_line_too_long)                                                                        \
-    X(errors_truncated) /* peer closed in the middle of a frame or line */                         \
-    X(errors_reset)     /* ECONNRESET, EPIPE and other socket errors */                            \
-    X(errors_accept)    /* accept failed (EMFILE, ENFILE, ...) */                                  \
+    X(errors_truncated)      /* peer closed in the middle of a frame or line */                    \
+    X(errors_reset)          /* ECONNRESET, EPIPE and other socket errors */                       \
+    X(errors_accept)         /* accept failed (EMFILE, ENFILE, ...) */                             \
+    X(errors_timeout)        /* closed: past --idle-timeout or --frame-timeout */                  \
+    X(errors_line_zero_byte) /* a text line held a zero byte */                                    \
+    X(buffer_bytes)      /* gauge: bytes allocated now for every connection's buffers (conn.c) */  \
+    X(buffer_bytes_peak) /* the most buffer_bytes has been since the start (a gauge too) */        \
     X(calls_accept)                                                                                \
     X(calls_recvmsg)                                                                               \
     X(calls_send)                                                                                  \
@@ -68,13 +72,20 @@ void stats_add(enum stats_id id, uint64_t n);
 void stats_sub(enum stats_id id, uint64_t n);
 uint64_t stats_get(enum stats_id id);
 
-/* Zero every counter but the gauges, and start CPU and time accounting afresh. */
+/* Add n to a gauge that rises and falls (buffer_bytes), and raise its high-water mark `peak`
+ * to the new value if that is higher. Lower it again with stats_sub(). */
+void stats_gauge_add(enum stats_id gauge, enum stats_id peak, uint64_t n);
+
+/* Zero every counter but the gauges (connections_open, buffer_bytes, buffer_bytes_peak), and
+ * start CPU and time accounting afresh. */
 void stats_reset(void);
 
 /* Format every counter plus CPU time, context switches and elapsed time as "key=value"
  * items separated by `sep` (a '\n' for a STATS reply, a ' ' for the exit line). Counters
  * named calls_*, eagain, eintr and the model-specific ones after them are left out when 0;
- * `threads` is the process's task count now (AIO's helper threads show here).
+ * `threads` is the process's task count now (AIO's helper threads show here), and
+ * `rss_peak_kb` the most memory it has had resident (getrusage ru_maxrss; in a model that
+ * forks, of the largest among this process and the children it has reaped).
  * Returns the length written (truncated to size - 1 like snprintf). */
 size_t stats_format(char *out, size_t size, char sep);
 

@@ -15,12 +15,16 @@
  *    AIO_MAX_HELPERS: a client the server has no helper for is refused, not starved.
  *  - aio_cancel() cannot stop a helper blocked in read(). Connections are closed between
  *    operations; at exit, shutdown() ends the reads still in flight, and their completions
- *    are taken before any buffer a helper could still write into is freed.
+ *    are taken before any buffer a helper could still write into is freed. A connection idle
+ *    too long or too slow (conn.h) is ended the same way: conn_sweep(), once a second, queues
+ *    its error reply, shutdown(SHUT_RD) ends its read, and the completion sends the reply.
  *
- * Notification: SIGEV_SIGNAL, a real-time signal with the connection in sival_ptr, taken
- * with sigwaitinfo() while blocked: one call, one finished operation, no search. aio_suspend()
- * would take the list of every outstanding aiocb on each call (O(n), and worse in glibc),
- * and aio_error() on each afterwards to find which one finished.
+ * Notification: SIGEV_SIGNAL, a real-time signal with the connection's descriptor in
+ * sival_int, taken with sigtimedwait() while blocked: one call, one finished operation, no
+ * search. aio_suspend() would take the list of every outstanding aiocb on each call (O(n),
+ * and worse in glibc), and aio_error() on each afterwards to find which one finished. Only
+ * if the signal queue overflowed, and a completion's signal was lost, does a once-a-second
+ * rescan ask aio_error() about them all (rescan_in_flight).
  *
  * Accepting: there is no aio_accept(). A non-blocking listening socket checked once per loop
  * would leave an idle server, asleep in sigwaitinfo(), deaf to a new client. So the
@@ -37,6 +41,8 @@
  *         `threads`, and signals = completions + new connections.
  * --work: sigtimedwait() with a zero timeout, and a unit of work whenever nothing has
  *         finished: the process computes while the helpers wait and copy for it.
+ * Timeouts: the wait is sigtimedwait(), sigwaitinfo() with a time limit, so that it ends in
+ *         time for conn_sweep().
  */
 #include "../common/conn.h"
 #include "../common/server.h"
@@ -68,6 +74,7 @@ struct slot {
 };
 static struct slot *slots;
 static long in_flight;
+static bool accept_failed; /* accept4() failed (e.g. EMFILE): clients may still be waiting */
 static struct server_options opt;
 
 static void close_connection(struct conn *c)
@@ -83,7 +90,7 @@ static int submit(struct conn *c, int op, const void *buf, size_t len)
     *cb = (struct aiocb){.aio_fildes = c->fd, .aio_buf = (void *)buf, .aio_nbytes = len};
     cb->aio_sigevent.sigev_notify = SIGEV_SIGNAL;
     cb->aio_sigevent.sigev_signo = AIO_SIGNAL;
-    cb->aio_sigevent.sigev_value.sival_ptr = c;
+    cb->aio_sigevent.sigev_value.sival_int = c->fd; /* not c: a late signal may outlive it */
     int rc;
     if (op == OP_READ) {
         c->since = stamp_now(); /* t_wait: from now on the process is waiting for data */
@@ -122,9 +129,11 @@ static void next_operation(struct conn *c)
         close_connection(c);
 }
 
-/* AIO_SIGNAL named this connection: its operation is over. */
+/* AIO_SIGNAL named this connection, or the rescan asks: is its operation over? */
 static void completed(struct conn *c, uint64_t t_ready)
 {
+    if (c->watched == OP_NONE)
+        return; /* a signal for an operation the rescan took already */
     struct aiocb *cb = &slots[c->fd].cb;
     int err = aio_error(cb); /* set by the helper before it sent the signal */
     stats_add(STAT_calls_aio_error, 1);
@@ -154,6 +163,32 @@ static void completed(struct conn *c, uint64_t t_ready)
     next_operation(c);
 }
 
+/* glibc's helper sends the completion signal with sigqueue(). When the real-time signal queue
+ * is full (RLIMIT_SIGPENDING) that fails, the signal is lost, and nothing else would ever say
+ * that the operation is over. So once a second ask aio_error() about every operation in
+ * flight: a lost completion costs a second, not the connection. */
+static void rescan_in_flight(long n_slots)
+{
+    uint64_t now = stamp_now();
+    for (long fd = 0; fd < n_slots && in_flight > 0; fd++)
+        if (slots[fd].c != NULL && slots[fd].c->watched != OP_NONE)
+            completed(slots[fd].c, now);
+}
+
+/* conn_sweep(): c is past --idle-timeout or --frame-timeout. Its aio_read is in flight (a
+ * connection with output to send is not timed). If that read is over, its signal is queued
+ * behind others: we are late, not the peer, and the next sweep looks again. Else queue the
+ * error reply; aio_cancel() cannot stop the helper's read(), but shutdown() ends it (it
+ * returns 0), and completed() sends the reply and closes, as after any end of file. */
+static void time_out(struct conn *c, uint64_t now)
+{
+    stats_add(STAT_calls_aio_error, 1);
+    if (aio_error(&slots[c->fd].cb) != EINPROGRESS || !conn_timed_out(c, now))
+        return;
+    if (shutdown(c->fd, SHUT_RD) < 0 && errno != ENOTCONN) /* ENOTCONN: reset, read ends too */
+        fprintf(stderr, "fd %d: shutdown: %s\n", c->fd, strerror(errno));
+}
+
 static void accept_connections(int listen_fd)
 {
     for (;;) { /* one signal may stand for several connections, or for none left */
@@ -162,6 +197,7 @@ static void accept_connections(int listen_fd)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 stats_add(STAT_eagain, 1);
+                accept_failed = false;
                 return;
             }
             if (errno == EINTR || errno == ECONNABORTED)
@@ -172,6 +208,9 @@ static void accept_connections(int listen_fd)
             conn_accept_failed(listen_fd, errno);
             if (stats_get(STAT_connections_refused) > refused)
                 continue;
+            /* It took no client: those left raise no new signal, so main() tries again at
+             * each wake-up until an accept4() finds none. */
+            accept_failed = true;
             return;
         }
         if (!conn_admit(fd, &opt))
@@ -192,8 +231,8 @@ static bool end_operations_in_flight(const sigset_t *aio_signal, long n_slots)
     const struct timespec patience = {.tv_sec = 2};
     siginfo_t si;
     while (in_flight > 0 && sigtimedwait(aio_signal, &si, &patience) == AIO_SIGNAL) {
-        struct conn *c = si.si_value.sival_ptr;
-        if (si.si_code != SI_ASYNCIO)
+        struct conn *c = slots[si.si_value.sival_int].c;
+        if (si.si_code != SI_ASYNCIO || c == NULL || c->watched == OP_NONE)
             continue;
         stats_add(STAT_calls_aio_error, 1);
         if (aio_error(&slots[c->fd].cb) != EINPROGRESS) {
@@ -238,30 +277,44 @@ int main(int argc, char **argv)
         die("fcntl");
     accept_connections(listen_fd); /* any that came before O_ASYNC was set */
 
-    const struct timespec zero = {0};
+    const struct timespec zero = {0}, one_second = {1, 0};
+    struct timespec until_sweep;
+    uint64_t next_rescan = 0;
     for (;;) {
+        conn_sweep(&opt, time_out); /* if one is due */
+        if (stamp_now() >= next_rescan) {
+            rescan_in_flight(n_slots);
+            next_rescan = stamp_now() + 1000000000u;
+        }
+        if (accept_failed)
+            accept_connections(listen_fd);
         siginfo_t si;
-        int sig = opt.work ? sigtimedwait(&waited, &si, &zero) : sigwaitinfo(&waited, &si);
+        const struct timespec *timeout = opt.work ? &zero : conn_sweep_timeout(&opt, &until_sweep);
+        if ((accept_failed || in_flight > 0) && timeout == NULL) /* accept4() again, rescan */
+            timeout = &one_second;
+        int sig = sigtimedwait(&waited, &si, timeout);
         stats_add(STAT_calls_sigwaitinfo, 1);
         uint64_t t_ready = stamp_now();
         if (sig < 0) {
-            if (errno == EAGAIN) { /* --work: nothing has finished, so work */
+            if (errno == EAGAIN) { /* nothing has finished: --work, so work; or a sweep is due */
                 stats_add(STAT_eagain, 1);
-                work_unit();
+                if (opt.work)
+                    work_unit();
                 continue;
             }
             if (errno == EINTR) {
                 stats_add(STAT_eintr, 1);
                 continue;
             }
-            die("sigwaitinfo");
+            die("sigtimedwait");
         }
         if (sig == SIGINT || sig == SIGTERM)
             break;
         stats_add(STAT_signals, 1);
         if (sig == AIO_SIGNAL) {
-            if (si.si_code == SI_ASYNCIO) /* from glibc, not someone's kill() */
-                completed(si.si_value.sival_ptr, t_ready);
+            struct conn *c = slots[si.si_value.sival_int].c;
+            if (si.si_code == SI_ASYNCIO && c != NULL) /* from glibc, not someone's kill() */
+                completed(c, t_ready);
         } else {
             if (sig == SIGIO)
                 stats_add(STAT_signal_overflows, 1);

@@ -14,7 +14,9 @@
  *         arrived only when the call that copied it returns.
  *
  * The per-connection loop is serve_blocking() in common/serve_blocking.c, shared with
- * threads.c, so that diffing the two shows only how connections are handed out.
+ * threads.c, so that diffing the two shows only how connections are handed out. There,
+ * SO_RCVTIMEO ends a recv() that waited past --idle-timeout or --frame-timeout: here that is
+ * what frees the one server from a client that went quiet, for the next one in the queue.
  */
 #include "../common/conn.h"
 #include "../common/serve_blocking.h"

@@ -19,6 +19,8 @@
  *         requests shows how many requests one wake-up serves under load.
  * --work: epoll_wait with a zero timeout, and a unit of work each time nothing is ready:
  *         the process computes while its data are on the way.
+ * Timeouts: epoll_wait's timeout ends the sleep in time for conn_sweep(), which looks at every
+ *         connection once a second and closes those idle too long or too slow (conn.h).
  */
 #include "../common/conn.h"
 #include "../common/server.h"
@@ -93,6 +95,13 @@ static void connection_ready(struct conn *c, uint32_t events, uint64_t t_wait, u
         watch(c);
 }
 
+/* conn_sweep(): c is past --idle-timeout or --frame-timeout. */
+static void time_out(struct conn *c, uint64_t now)
+{
+    if (conn_timed_out(c, now)) /* the error reply is queued: send it, close */
+        connection_ready(c, 0, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
     int listen_fd = server_start(argc, argv, "epoll",
@@ -116,11 +125,12 @@ int main(int argc, char **argv)
 
     struct epoll_event events[MAX_EVENTS];
     while (!server_stopping()) {
+        conn_sweep(&opt, time_out); /* if one is due */
         uint64_t t_wait = stamp_now();
-        int n =
-            epoll_pwait(epfd, events, MAX_EVENTS, opt.work ? 0 : -1, &during_wait); /* phase 1 */
+        int timeout = conn_sweep_wait_ms(&opt, opt.work ? 0 : -1); /* until the next sweep */
+        int n = epoll_pwait(epfd, events, MAX_EVENTS, timeout, &during_wait); /* phase 1 */
         stats_add(STAT_calls_epoll_wait, 1);
-        while (n == 0 && opt.work && !server_stopping()) { /* --work: nothing ready, so work */
+        while (n == 0 && opt.work && !server_stopping() && !conn_sweep_due(&opt)) { /* --work */
             work_unit();
             n = epoll_pwait(epfd, events, MAX_EVENTS, 0, &during_wait);
             stats_add(STAT_calls_epoll_wait, 1);

@@ -20,6 +20,8 @@
  *         its polls, each unit delays the next look at the sockets, and with many idle
  *         connections the sweeps leave little time for work (epoll's --work asks about all
  *         sockets in one call, and computes while the kernel says nothing is ready).
+ * Timeouts: once a second conn_sweep() queues an error reply on each connection idle too
+ *         long or too slow (conn.h); the next sweep of ours sends it and closes the connection.
  */
 #include "../common/conn.h"
 #include "../common/server.h"
@@ -70,6 +72,13 @@ static bool accept_connections(int listen_fd)
     }
 }
 
+/* conn_sweep(): c is past --idle-timeout or --frame-timeout. Queue the error reply; the next
+ * poll_connection() sends it, and the loop then closes c. */
+static void time_out(struct conn *c, uint64_t now)
+{
+    conn_timed_out(c, now);
+}
+
 /* One look at one connection. Returns true if it did something (data, end, output sent). */
 static bool poll_connection(struct conn *c)
 {
@@ -110,6 +119,7 @@ int main(int argc, char **argv)
     /* The stop signals stay unblocked: there is no blocking call for them to interrupt, and
      * the loop looks at server_stopping() on every sweep. */
     while (!server_stopping()) {
+        conn_sweep(&opt, time_out); /* if one is due */
         stats_add(STAT_busy_polls, 1);
         bool found = accept_connections(listen_fd);
         for (size_t i = 0; i < n_conns;) {

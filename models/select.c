@@ -22,6 +22,8 @@
  *         and connections_refused_fd_setsize how many clients found no bit left for them.
  * --work: pselect with a zero timeout, and a unit of work each time nothing is ready:
  *         the process computes while its data are on the way.
+ * Timeouts: pselect's timeout ends the sleep in time for conn_sweep(), which looks at every
+ *         connection once a second and closes those idle too long or too slow (conn.h).
  */
 #include "../common/conn.h"
 #include "../common/server.h"
@@ -104,6 +106,13 @@ static void connection_ready(struct conn *c, bool input, uint64_t t_wait, uint64
     }
 }
 
+/* conn_sweep(): c is past --idle-timeout or --frame-timeout. */
+static void time_out(struct conn *c, uint64_t now)
+{
+    if (conn_timed_out(c, now)) /* the error reply is queued: send it, close */
+        connection_ready(c, false, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
     int listen_fd = server_start(argc, argv, "select",
@@ -120,16 +129,19 @@ int main(int argc, char **argv)
         die("sigprocmask");
 
     static const struct timespec zero; /* --work: look, do not wait */
+    struct timespec until_sweep;
     while (!server_stopping()) {
+        conn_sweep(&opt, time_out); /* if one is due: before watch_all(), which skips the closed */
+        const struct timespec *timeout = opt.work ? &zero : conn_sweep_timeout(&opt, &until_sweep);
         watch_all(listen_fd);
         uint64_t t_wait = stamp_now();
         int n;
         for (;;) { /* phase 1 */
             ready_in = want_in;
             ready_out = want_out;
-            n = pselect(nfds, &ready_in, &ready_out, NULL, opt.work ? &zero : NULL, &during_wait);
+            n = pselect(nfds, &ready_in, &ready_out, NULL, timeout, &during_wait);
             stats_add(STAT_calls_select, 1);
-            if (n != 0 || !opt.work || server_stopping())
+            if (n != 0 || !opt.work || server_stopping() || conn_sweep_due(&opt))
                 break;
             work_unit(); /* --work: nothing ready, so work */
         }

@@ -26,6 +26,9 @@
  *         request under load.
  * --work: sigtimedwait() with a zero timeout, and a unit of work each time no signal is
  *         pending (that sigtimedwait() fails with EAGAIN: counted in eagain).
+ * Timeouts: the wait is sigtimedwait(), sigwaitinfo() with a time limit: it ends in time for
+ *         conn_sweep(), which looks at every connection once a second and closes those idle
+ *         too long or too slow (conn.h). No signal says that a peer has been silent.
  */
 #include "../common/conn.h"
 #include "../common/server.h"
@@ -51,6 +54,7 @@ static int io_signal;       /* SIGRTMIN: queued once per event, each with its de
 static struct conn **by_fd; /* the open connections, indexed by descriptor (si_fd) */
 static int by_fd_size;
 static struct pollfd *scan; /* rescan(): one entry per open connection */
+static bool accept_failed;  /* accept4() failed (e.g. EMFILE): clients may still be waiting */
 
 /* Have the kernel queue io_signal, carrying fd, to this process whenever fd is ready. */
 static int enable_signals(int fd)
@@ -104,6 +108,13 @@ static void serve(struct conn *c, uint64_t t_wait, uint64_t t_ready)
         close_connection(c);
 }
 
+/* conn_sweep(): c is past --idle-timeout or --frame-timeout. */
+static void time_out(struct conn *c, uint64_t now)
+{
+    if (conn_timed_out(c, now)) /* the error reply is queued: send it, close */
+        serve(c, 0, 0);
+}
+
 static void accept_connections(uint64_t t_wait)
 {
     struct conn *c; /* accept4() until no client is left waiting (common/conn.c) */
@@ -122,6 +133,10 @@ static void accept_connections(uint64_t t_wait)
         if (n != 0) /* data, end of file or an error (or poll failed: read to find out) */
             serve(c, t_wait, stamp_now());
     }
+    /* conn_accept() returned NULL: no client left (EAGAIN), or accept4() failed and may have
+     * left clients waiting whose signals were taken already. No new signal will come for
+     * them, so main() tries again at each wake-up until an accept4() finds none. */
+    accept_failed = errno != EAGAIN;
 }
 
 /* Take every client waiting now, for clients no signal will announce: those that came before
@@ -188,14 +203,20 @@ int main(int argc, char **argv)
         die("fcntl F_SETOWN/F_SETSIG/O_ASYNC");
     accept_all_waiting(stamp_now()); /* clients that came before O_ASYNC */
 
-    const struct timespec zero = {0, 0};
+    const struct timespec zero = {0, 0}, one_second = {1, 0};
+    struct timespec until_sweep;
     for (;;) {
+        conn_sweep(&opt, time_out); /* if one is due */
+        if (accept_failed)
+            accept_connections(stamp_now());
         siginfo_t si;
         uint64_t t_wait = stamp_now();
-        int sig = opt.work ? sigtimedwait(&waited, &si, &zero)
-                           : sigwaitinfo(&waited, &si); /* phase 1: asleep until an event */
+        const struct timespec *timeout = opt.work ? &zero : conn_sweep_timeout(&opt, &until_sweep);
+        if (accept_failed && timeout == NULL) /* wake up to try accept4() again */
+            timeout = &one_second;
+        int sig = sigtimedwait(&waited, &si, timeout); /* phase 1: asleep until an event */
         stats_add(STAT_calls_sigwaitinfo, 1);
-        while (sig < 0 && errno == EAGAIN) { /* --work: no signal pending, so work */
+        while (sig < 0 && errno == EAGAIN && opt.work && !conn_sweep_due(&opt)) { /* --work */
             stats_add(STAT_eagain, 1);
             work_unit();
             sig = sigtimedwait(&waited, &si, &zero);
@@ -203,11 +224,15 @@ int main(int argc, char **argv)
         }
         uint64_t t_ready = stamp_now();
         if (sig < 0) {
+            if (errno == EAGAIN) { /* no signal in time: a sweep is due */
+                stats_add(STAT_eagain, 1);
+                continue;
+            }
             if (errno == EINTR) { /* a signal we do not wait for, e.g. SIGCONT */
                 stats_add(STAT_eintr, 1);
                 continue;
             }
-            die("sigwaitinfo");
+            die("sigtimedwait");
         }
         if (sig == SIGINT || sig == SIGTERM)
             break;

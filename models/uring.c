@@ -22,6 +22,10 @@
  *         operations submitted (the kernel makes those calls). threads=1: no helper threads.
  * --work: io_uring_enter only submits, never waits; each time no completion is there, one
  *         unit of work.
+ * Timeouts: the wait's timeout ends it in time for conn_sweep(), which once a second queues
+ *         an error reply on each connection idle too long or too slow (conn.h); shutdown()
+ *         then ends its RECVMSG in flight (res 0), and the SEND of the reply follows as after
+ *         any end of file. The socket is closed only once the kernel is done with it.
  * Needs Linux 5.19 (multishot accept, cancel-any). Where io_uring is not available (old
  * kernel, kernel.io_uring_disabled, seccomp), it says so and exits 77 before listening.
  */
@@ -123,6 +127,18 @@ static void next_op(struct conn *c)
         conn_close(c); /* nothing of this connection is left in the kernel */
     else
         submit_recv(c);
+}
+
+/* conn_sweep(): c is past --idle-timeout or --frame-timeout. Its RECVMSG is in flight (a
+ * connection with output to send is not timed), and its buffer and socket stay the kernel's
+ * until that completes: after queuing the error reply, shutdown() makes it complete at once,
+ * with 0 as at end of file, and received() goes on to SEND the reply and close. */
+static void time_out(struct conn *c, uint64_t now)
+{
+    if (!conn_timed_out(c, now))
+        return;
+    if (shutdown(c->fd, SHUT_RD) < 0 && errno != ENOTCONN) /* ENOTCONN: reset, recv ends too */
+        fprintf(stderr, "fd %d: shutdown: %s\n", c->fd, strerror(errno));
 }
 
 static void accepted(int res, unsigned flags)
@@ -253,9 +269,12 @@ int main(int argc, char **argv)
     sigset_t during_wait;
     if (sigprocmask(opt.work ? SIG_UNBLOCK : SIG_BLOCK, server_stop_signals(), &during_wait) < 0)
         die("sigprocmask");
-    struct __kernel_timespec long_wait = {.tv_sec = 60};
 
     while (!server_stopping()) {
+        conn_sweep(&opt, time_out);                    /* if one is due */
+        int wait_ms = conn_sweep_wait_ms(&opt, 60000); /* a minute at most (above), or less */
+        struct __kernel_timespec long_wait = {.tv_sec = wait_ms / 1000,
+                                              .tv_nsec = wait_ms % 1000 * 1000000ll};
         bool enter = opt.work ? io_uring_sq_ready(&ring) > 0 || io_uring_cq_has_overflow(&ring)
                               : io_uring_cq_ready(&ring) == 0;
         if (enter) { /* one io_uring_enter: submit what is queued; unless --work, sleep too */

@@ -26,6 +26,10 @@ void server_spawn(struct test_server *s, const char *model, const char *const *e
 void server_spawn_limited(struct test_server *s, const char *model, const char *const *extra,
                           int max_fds);
 
+/* The same, with one resource limit (soft and hard) set, e.g. RLIMIT_SIGPENDING. */
+void server_spawn_rlimit(struct test_server *s, const char *model, const char *const *extra,
+                         int resource, long limit);
+
 /* SIGTERM, wait for exit; returns the exit status (or 128+signal), and copies the server's
  * remaining stdout (the STATS line) into out. */
 int server_stop(struct test_server *s, char *out, size_t out_size);
@@ -53,5 +57,56 @@ long long stats_value(const char *text, const char *key);
 
 /* Path of a built program: BUILD_DIR/name. */
 const char *build_path(const char *name);
+
+/* ---- for the per-model suites ------------------------------------------------------------ */
+
+/* One line of tests/models.list: a model and what it can do (the list's header says). */
+struct test_model {
+    char name[32];
+    int iterative, arrival, many, fd_setsize, forks, may_skip;
+    char stamps[16]; /* blocking, readiness, polling or completion */
+};
+#define TEST_MAX_MODELS 32
+
+/* The models of tests/models.list that IOMODELS_TEST_MODELS="a b" picks (all if unset), read
+ * once. A may_skip model whose server exits 77 on this machine is left out, with a SKIPPED
+ * line. Returns how many; *list points at them. */
+int test_models_load(const struct test_model **list);
+
+/* n pseudo-random bytes (malloc'd); the same seed gives the same bytes. */
+uint8_t *test_random_bytes(size_t n, unsigned seed);
+
+/* client_connect() with SO_RCVBUF and SO_SNDBUF set before connecting (when > 0): buffers
+ * the kernel will not grow, for a client that is to fall behind. */
+int client_connect_buffers(int port, int rcvbuf, int sndbuf);
+
+/* close() with SO_LINGER 0: the peer gets a reset (RST), not an end of file. */
+void close_with_reset(int fd);
+
+/* Read one reply: the successful echo of payload with this seq, byte for byte. */
+void check_echo_reply(int fd, uint32_t seq, const void *payload, uint32_t len);
+/* Send an ECHO, then check_echo_reply(). */
+void check_echo(int fd, uint32_t seq, const void *payload, uint32_t len);
+
+/* Ask for STATS on a new connection; returns the reply's text (malloc'd). */
+char *server_stats(int port);
+/* Ask again every 10 ms until key equals want (a server notices closes in its own time), for
+ * at most TEST_IO_TIMEOUT_S; returns the last text (malloc'd) for the caller to check. */
+char *server_stats_when(int port, const char *key, long long want);
+
+/* Fails unless a new client gets an echo within TEST_IO_TIMEOUT_S (tries every 10 ms). */
+void expect_served_soon(int port);
+
+/* Start build/loadgen -p port --json json_path args... in the background (it dies with the
+ * test); its stderr (progress lines) is readable from *progress_fd. */
+pid_t loadgen_start(int port, const char *const *args, const char *json_path, int *progress_fd);
+
+/* Read fd into seen (NUL-terminated, kept between calls) until text occurs `times` times:
+ * 1, or 0 after TEST_IO_TIMEOUT_S without new bytes, at end of file, or with seen full. */
+int wait_for_text(int fd, const char *text, int times, char *seen, size_t seen_size);
+
+/* Wait up to timeout_s for a child to exit: its exit status (128+signal if killed), or -1
+ * if it had not, after which it is killed. */
+int wait_exit(pid_t pid, int timeout_s);
 
 #endif

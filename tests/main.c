@@ -9,6 +9,9 @@ int main(void)
 {
     SRunner *sr = srunner_create(proto_suite());
     srunner_add_suite(sr, servers_suite());
+    srunner_add_suite(sr, timeouts_suite());
+    srunner_add_suite(sr, hostile_suite());
+    srunner_add_suite(sr, loadgen_suite());
     srunner_add_suite(sr, runall_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -6,6 +6,9 @@
 
 Suite *proto_suite(void);
 Suite *servers_suite(void);
+Suite *timeouts_suite(void);
+Suite *hostile_suite(void);
+Suite *loadgen_suite(void);
 Suite *runall_suite(void);
 
 #endif

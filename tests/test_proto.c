@@ -285,6 +285,44 @@ START_TEST(line_length_limit)
 }
 END_TEST
 
+START_TEST(line_zero_byte)
+{
+    /* A zero byte is no text: refused as soon as it is in, without waiting for the '\n'. */
+    struct proto_parser p;
+    struct proto_event ev;
+    const uint8_t bad[] = {'o', 'k', '\n', 'a', 0, 'b'};
+    proto_parser_init(&p, PROTO_DEFAULT_MAX_FRAME);
+    ck_assert_int_eq(proto_parse(&p, bad, sizeof bad, &ev), PROTO_LINE); /* "ok" first */
+    ck_assert_uint_eq(ev.consumed, 3);
+    ck_assert_int_eq(proto_parse(&p, bad + 3, 1, &ev), PROTO_NEED_MORE);
+    ck_assert_int_eq(proto_parse(&p, bad + 3, 2, &ev), PROTO_ERROR);
+    ck_assert_str_eq(ev.reason, "zero byte in a line");
+    /* ... as the first byte of a connection too, and before a line-too-long */
+    uint8_t *big = calloc(PROTO_MAX_LINE + 2, 1);
+    ck_assert_ptr_nonnull(big);
+    proto_parser_init(&p, PROTO_DEFAULT_MAX_FRAME);
+    ck_assert_int_eq(proto_parse(&p, big, 1, &ev), PROTO_ERROR);
+    ck_assert_str_eq(ev.reason, "zero byte in a line");
+    memset(big, 'x', PROTO_MAX_LINE + 2);
+    big[PROTO_MAX_LINE] = 0;
+    proto_parser_init(&p, PROTO_DEFAULT_MAX_FRAME);
+    ck_assert_int_eq(proto_parse(&p, big, PROTO_MAX_LINE + 2, &ev), PROTO_ERROR);
+    ck_assert_str_eq(ev.reason, "zero byte in a line");
+    /* one past the longest line is the length that counts, not a zero byte after it */
+    big[PROTO_MAX_LINE] = 'x';
+    big[PROTO_MAX_LINE + 1] = 0;
+    proto_parser_init(&p, PROTO_DEFAULT_MAX_FRAME);
+    ck_assert_int_eq(proto_parse(&p, big, PROTO_MAX_LINE + 2, &ev), PROTO_ERROR);
+    ck_assert_str_eq(ev.reason, "line too long");
+    free(big);
+    /* in a frame's payload a zero byte is just data */
+    uint8_t frame[PROTO_HEADER_SIZE + 3] = {0};
+    proto_write_request_header(frame, PROTO_ECHO, 1, 3);
+    proto_parser_init(&p, PROTO_DEFAULT_MAX_FRAME);
+    ck_assert_int_eq(proto_parse(&p, frame, sizeof frame, &ev), PROTO_FRAME);
+}
+END_TEST
+
 START_TEST(reply_prefix_bytes)
 {
     struct proto_stamps st = {0x0102030405060708ull, 2, 3, 4, 5, 0xFFFFFFFFFFFFFFFFull};
@@ -521,6 +559,7 @@ Suite *proto_suite(void)
     tcase_add_test(t, frame_unknown_type);
     tcase_add_test(t, line_mode);
     tcase_add_test(t, line_length_limit);
+    tcase_add_test(t, line_zero_byte);
     tcase_add_test(t, reply_prefix_bytes);
     tcase_add_test(t, partial_writes);
     tcase_add_test(t, conn_error_reply_then_done);
