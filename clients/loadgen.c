@@ -124,7 +124,7 @@ static char refusal[160]; /* the server's reason, from the first "server full" r
 static struct snapshot stats_before, stats_after;
 static uint64_t t_start, t_end; /* the measured window */
 static bool measuring, finished;
-static long settled; /* active connections answered at least once, or dead before that */
+static long settled;     /* active connections answered at least once, or dead before that */
 static long active_dead; /* active connections closed (by either side) */
 static uint64_t last_progress;
 static double ramp_time;   /* --ramp: how long it took */
@@ -881,7 +881,7 @@ static int report(uint64_t client_cpu_us)
         for (int i = 0; stats_after.have && i < stats_after.n; i++) {
             const char *k = stats_after.kv[i].key;
             double d = is_gauge(k) ? stats_after.kv[i].value
-                           : stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
+                                   : stats_after.kv[i].value - snap_get(&stats_before, k, NULL);
             fprintf(f, "%s\"%s\": %.0f", i ? ", " : "", k, d);
         }
         fprintf(f, "},\n  \"server_window_s\": %.6f,\n  \"server_stats_per_request\": {",

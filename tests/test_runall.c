@@ -73,9 +73,9 @@ static void run_once(void)
         return;
     }
     snprintf(run_dir, sizeof run_dir, "%s/latest", results_root);
-    run_status = sh(run_output, sizeof run_output,
-                    "PROFILE=test RESULTS_ROOT='%s' BUILD='%s' plots/run-all", results_root,
-                    BUILD_DIR);
+    run_status =
+        sh(run_output, sizeof run_output, "PROFILE=test RESULTS_ROOT='%s' BUILD='%s' plots/run-all",
+           results_root, BUILD_DIR);
 }
 
 static void run_test_profile(void)
@@ -99,13 +99,15 @@ START_TEST(test_report_names_every_figure_and_setting)
     run_test_profile();
     static char out[1 << 16];
     /* the test profile measured both models it names, and says which profile it was */
-    int rc = sh(out, sizeof out,
-                "jq -e '.profile == \"test\" and .measured == [\"blocking\", \"epoll\"]' '%s/env.json'"
-                " && grep -c '^## ' '%s/report.md'",
-                run_dir, run_dir);
+    int rc =
+        sh(out, sizeof out,
+           "jq -e '.profile == \"test\" and .measured == [\"blocking\", \"epoll\"]' '%s/env.json'"
+           " && grep -c '^## ' '%s/report.md'",
+           run_dir, run_dir);
     ck_assert_msg(rc == 0, "env.json or report.md:\n%s", out);
     ck_assert_msg(atoi(out + strcspn(out, "0123456789")) >= 10,
-                  "report.md has too few sections (eight figures, headline, environment...): %s", out);
+                  "report.md has too few sections (eight figures, headline, environment...): %s",
+                  out);
     /* the iterative server's stop at 10 connections is in the data, with its reason */
     rc = sh(out, sizeof out, "grep '^blocking 10 ' '%s/data/scale.dat'", run_dir);
     ck_assert_msg(rc == 0 && strstr(out, "stopped") && strstr(out, "never served"),
