@@ -12,24 +12,28 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static const char *server_model = "server";
-static volatile sig_atomic_t stop_requested;
+/* Set by the SIGINT/SIGTERM handler, read by every thread (threads' workers check it before
+ * each recv): a lock-free atomic is both async-signal-safe and free of data races, which a
+ * volatile sig_atomic_t is only within one thread. */
+static atomic_int stop_requested;
 static sigset_t stop_signals;
 
 static void on_stop_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    atomic_store_explicit(&stop_requested, 1, memory_order_relaxed);
 }
 
 bool server_stopping(void)
 {
-    return stop_requested != 0;
+    return atomic_load_explicit(&stop_requested, memory_order_relaxed) != 0;
 }
 
 const sigset_t *server_stop_signals(void)
