@@ -9,6 +9,7 @@
 #   make tsan       the threaded model's tests under ThreadSanitizer
 #   make fuzz       libFuzzer on the protocol parser (FUZZ_SECONDS=60)
 #   make faults     every model under strace fault injection (also part of make check)
+#   make lab-start LAB=N DIR=path   a lab's starter files; make grade LAB=N DIR=path grades them
 #   make deps       install the Debian packages the suite needs (apt-get, as root)
 #   make CC=clang   build with clang instead of gcc
 
@@ -24,7 +25,8 @@ LDFLAGS += -pthread $(SANITIZE)
 MODELS  := $(sort $(basename $(notdir $(wildcard models/*.c))))
 CLIENTS := loadgen
 COMMON  := proto stats stamp options server conn serve_blocking phases work
-TESTS   := main helpers test_proto test_servers test_timeouts test_hostile test_loadgen test_runall
+TESTS   := main helpers test_proto test_servers test_timeouts test_hostile test_loadgen test_runall \
+           test_labs
 
 COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
 SERVERS    := $(MODELS:%=$(BUILD)/%)
@@ -112,6 +114,19 @@ faults: deps
 	@tests/faults $(BUILD)
 # ---- end of fuzzing and fault injection ---------------------------------------------------
 
+# ---- Labs (issue 6) ------------------------------------------------------------------------
+#   make lab-start LAB=N DIR=path   lab N's starter files into DIR (tests/labs/lab-start)
+#   make grade LAB=N DIR=path       grade lab N in DIR: a table of checks, the total, and
+#                                   DIR/grade.json (tests/labs/grade); SKIPPED is not an error
+lab-start:
+	@tests/labs/lab-start '$(LAB)' '$(DIR)'
+
+grade: deps
+	@$(MAKE) --no-print-directory all tests
+	@IOMODELS_BUILD='$(abspath $(BUILD))' tests/labs/grade '$(LAB)' '$(DIR)'; \
+		status=$$?; [ $$status = 77 ] && status=0; exit $$status
+# ---- end of labs --------------------------------------------------------------------------
+
 run-all: deps all
 	@plots/run-all
 
@@ -142,6 +157,6 @@ clean:
 	rm -rf build
 
 FORCE:
-.PHONY: all check tests asan tsan run-all plots deps format clean FORCE fuzz faults
+.PHONY: all check tests asan tsan lab-start grade run-all plots deps format clean FORCE fuzz faults
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

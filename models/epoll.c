@@ -69,12 +69,15 @@ static void accept_connections(int listen_fd)
             conn_refuse(c, "server cannot watch this connection (epoll_ctl failed)");
             continue;
         }
+        /* LAB 6 BEGIN: instead of watching for EPOLLIN, submit the connection's first RECVMSG */
         c->watched = EPOLLIN;
+        /* LAB 6 END */
     }
 }
 
 static void connection_ready(struct conn *c, uint32_t events, uint64_t t_wait, uint64_t t_ready)
 {
+    /* LAB 6 BEGIN: no recv() here: a RECVMSG completion hands its bytes to conn_received() */
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_wants_input(c)) {
         size_t room;
         uint8_t *space = conn_in_space(c, &room);
@@ -87,6 +90,7 @@ static void connection_ready(struct conn *c, uint32_t events, uint64_t t_wait, u
         else if (!(n < 0 && (errno == EAGAIN || errno == EINTR)))
             conn_read_ended(c, n, errno); /* peer closed (replies still go) or error */
     }
+    /* LAB 6 END */
     if (!conn_done(c) && conn_has_output(c))
         conn_flush(c); /* whatever the kernel takes now; EPOLLOUT brings us back for more */
     if (conn_done(c))
@@ -104,8 +108,10 @@ static void time_out(struct conn *c, uint64_t now)
 
 int main(int argc, char **argv)
 {
+    /* LAB 6 BEGIN: the ring first (exit 77 without io_uring); the model is "uring" */
     int listen_fd = server_start(argc, argv, "epoll",
                                  "I/O multiplexing: epoll, level-triggered, one thread", &opt);
+    /* LAB 6 END */
     if (set_nonblocking(listen_fd) < 0)
         die("fcntl O_NONBLOCK");
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -128,6 +134,7 @@ int main(int argc, char **argv)
         conn_sweep(&opt, time_out); /* if one is due */
         uint64_t t_wait = stamp_now();
         int timeout = conn_sweep_wait_ms(&opt, opt.work ? 0 : -1); /* until the next sweep */
+        /* LAB 6 BEGIN: wait for both epoll events and completions (a ring's fd can be polled) */
         int n = epoll_pwait(epfd, events, MAX_EVENTS, timeout, &during_wait); /* phase 1 */
         stats_add(STAT_calls_epoll_wait, 1);
         while (n == 0 && opt.work && !server_stopping() && !conn_sweep_due(&opt)) { /* --work */
@@ -135,6 +142,7 @@ int main(int argc, char **argv)
             n = epoll_pwait(epfd, events, MAX_EVENTS, 0, &during_wait);
             stats_add(STAT_calls_epoll_wait, 1);
         }
+        /* LAB 6 END */
         uint64_t t_ready = stamp_now();
         if (n < 0) {
             if (errno == EINTR) {

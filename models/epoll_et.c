@@ -91,6 +91,7 @@ static void accept_connections(int listen_fd)
     }
 }
 
+/* LAB 4 BEGIN: connection_ready(): send, then read until EAGAIN (no report comes twice) */
 /* Whatever the report says (EPOLLIN, EPOLLOUT, EPOLLHUP...), it will not be repeated: send
  * until EAGAIN, read until EAGAIN, sending each read's replies before the next read. */
 static void connection_ready(struct conn *c, uint64_t t_wait, uint64_t t_ready)
@@ -121,6 +122,7 @@ static void connection_ready(struct conn *c, uint64_t t_wait, uint64_t t_ready)
     else
         watch(c);
 }
+/* LAB 4 END */
 
 /* conn_sweep(): c is past --idle-timeout or --frame-timeout. */
 static void time_out(struct conn *c, uint64_t now)

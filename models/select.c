@@ -39,9 +39,10 @@
 static struct server_options opt;
 static struct conn *conns[FD_SETSIZE]; /* by descriptor; select cannot watch one above */
 static int conns_end;                  /* one past the highest descriptor in conns[] */
-static fd_set want_in, want_out;       /* what the next wait watches for */
-static fd_set ready_in, ready_out;     /* what it found: pselect writes into these copies */
-static int nfds;                       /* one past the highest descriptor watched */
+/* LAB 2 BEGIN: the fd_sets, nfds, and watch_all(listen_fd), which fills them before each wait */
+static fd_set want_in, want_out;   /* what the next wait watches for */
+static fd_set ready_in, ready_out; /* what it found: pselect writes into these copies */
+static int nfds;                   /* one past the highest descriptor watched */
 
 /* Watch for input while we want it, for output only while some is pending. */
 static void watch(int fd, bool input, bool output)
@@ -67,6 +68,7 @@ static void watch_all(int listen_fd)
         if (conns[fd] != NULL)
             watch(fd, conn_wants_input(conns[fd]), conn_has_output(conns[fd]));
 }
+/* LAB 2 END */
 
 static void accept_connections(int listen_fd)
 {
@@ -136,6 +138,7 @@ int main(int argc, char **argv)
         watch_all(listen_fd);
         uint64_t t_wait = stamp_now();
         int n;
+        /* LAB 2 BEGIN: phase 1: n = pselect() on copies of the fd_sets (and --work) */
         for (;;) { /* phase 1 */
             ready_in = want_in;
             ready_out = want_out;
@@ -145,6 +148,7 @@ int main(int argc, char **argv)
                 break;
             work_unit(); /* --work: nothing ready, so work */
         }
+        /* LAB 2 END */
         uint64_t t_ready = stamp_now();
         if (n < 0) {
             if (errno == EINTR) {
@@ -153,6 +157,7 @@ int main(int argc, char **argv)
             }
             die("pselect");
         }
+        /* LAB 2 BEGIN: serve every descriptor pselect reported (FD_ISSET) */
         for (int fd = 0; fd < nfds; fd++) {
             bool input = FD_ISSET(fd, &ready_in), output = FD_ISSET(fd, &ready_out);
             if (!input && !output)
@@ -162,6 +167,7 @@ int main(int argc, char **argv)
             else
                 connection_ready(conns[fd], input, t_wait, t_ready);
         }
+        /* LAB 2 END */
     }
     conn_close_all();
     return server_finish();

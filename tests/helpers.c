@@ -50,7 +50,9 @@ void server_spawn_rlimit(struct test_server *s, const char *model, const char *c
 {
     int out[2];
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    snprintf(s->log, sizeof s->log, "/tmp/iomodels-test-%d-%s.log", (int)getpid(), model);
+    const char *tmp = getenv("TMPDIR"); /* the lab grader's scratch directory, else /tmp */
+    snprintf(s->log, sizeof s->log, "%s/iomodels-test-%d-%s.log",
+             tmp != NULL && *tmp != '\0' ? tmp : "/tmp", (int)getpid(), model);
     pid_t parent = getpid();
     s->pid = fork();
     ck_assert_int_ge(s->pid, 0);

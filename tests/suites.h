@@ -10,5 +10,6 @@ Suite *timeouts_suite(void);
 Suite *hostile_suite(void);
 Suite *loadgen_suite(void);
 Suite *runall_suite(void);
+Suite *labs_suite(void);
 
 #endif
