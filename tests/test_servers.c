@@ -39,110 +39,33 @@ struct model {
 static struct model models[MAX_MODELS];
 static int n_models;
 
-#ifndef SOURCE_DIR
-#define SOURCE_DIR "."
-#endif
-
-/* Is `name` in the space-separated list (or is the list absent)? */
-static int selected(const char *list, const char *name)
-{
-    if (list == NULL || *list == '\0')
-        return 1;
-    size_t n = strlen(name);
-    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
-        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-            return 1;
-    return 0;
-}
-
-/* A model whose server exits with status 77 before listening cannot run on this machine
- * (e.g. io_uring disabled): it is left out, and the reason is printed as SKIPPED, never
- * counted as passed. Returns 1 if the model can run. */
-static int model_runs_here(const char *name)
-{
-    int out[2];
-    if (pipe(out) < 0)
-        return 1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        dup2(out[1], 2);
-        execl(build_path(name), name, "-p", "0", (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char text[512] = {0};
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof text - 1 && (r = read(out[0], text + n, sizeof text - 1 - n)) > 0) {
-        n += (size_t)r;
-        if (strstr(text, "listening on"))
-            break;
-    }
-    close(out[0]);
-    int status = 0;
-    if (strstr(text, "listening on")) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return 1;
-    }
-    waitpid(pid, &status, 0);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-        printf("SKIPPED %s: %s", name, text);
-        return 0;
-    }
-    return 1; /* any other failure is for the tests to report */
-}
-
-/* Read tests/models.list (IOMODELS_TEST_MODELS="a b" picks some of them). */
+/* tests/models.list, as test_models_load() (tests/helpers.c) reads it, in this file's terms. */
 static void load_models(void)
 {
-    const char *path = SOURCE_DIR "/tests/models.list";
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "cannot read %s\n", path);
-        exit(1);
-    }
-    const char *pick = getenv("IOMODELS_TEST_MODELS");
-    char line[256];
-    while (fgets(line, sizeof line, f) != NULL && n_models < MAX_MODELS) {
-        char *save, *tok = strtok_r(line, " \t\n", &save);
-        if (tok == NULL || tok[0] == '#' || !selected(pick, tok))
-            continue;
-        struct model m = {.stamps = STAMPS_READINESS};
-        snprintf(m.name, sizeof m.name, "%s", tok);
-        int may_skip = 0;
-        while ((tok = strtok_r(NULL, " \t\n", &save)) != NULL) {
-            if (strcmp(tok, "iterative") == 0)
-                m.iterative = 1;
-            else if (strcmp(tok, "arrival") == 0)
-                m.arrival = 1;
-            else if (strcmp(tok, "many") == 0)
-                m.many = 1;
-            else if (strcmp(tok, "fd_setsize") == 0)
-                m.fd_setsize = 1;
-            else if (strcmp(tok, "forks") == 0)
-                m.forks = 1;
-            else if (strcmp(tok, "may_skip") == 0)
-                may_skip = 1;
-            else if (strcmp(tok, "stamps=blocking") == 0)
-                m.stamps = STAMPS_BLOCKING;
-            else if (strcmp(tok, "stamps=readiness") == 0)
-                m.stamps = STAMPS_READINESS;
-            else if (strcmp(tok, "stamps=polling") == 0)
-                m.stamps = STAMPS_POLLING;
-            else if (strcmp(tok, "stamps=completion") == 0)
-                m.stamps = STAMPS_COMPLETION;
-            else {
-                fprintf(stderr, "%s: unknown attribute \"%s\" for %s\n", path, tok, m.name);
-                exit(1);
-            }
+    const struct test_model *list;
+    int n = test_models_load(&list);
+    for (int i = 0; i < n && n_models < MAX_MODELS; i++) {
+        struct model m = {.iterative = list[i].iterative,
+                          .arrival = list[i].arrival,
+                          .many = list[i].many,
+                          .fd_setsize = list[i].fd_setsize,
+                          .forks = list[i].forks};
+        snprintf(m.name, sizeof m.name, "%s", list[i].name);
+        const char *st = list[i].stamps;
+        if (strcmp(st, "blocking") == 0)
+            m.stamps = STAMPS_BLOCKING;
+        else if (strcmp(st, "readiness") == 0)
+            m.stamps = STAMPS_READINESS;
+        else if (strcmp(st, "polling") == 0)
+            m.stamps = STAMPS_POLLING;
+        else if (strcmp(st, "completion") == 0)
+            m.stamps = STAMPS_COMPLETION;
+        else {
+            fprintf(stderr, "tests/models.list: unknown stamps=%s for %s\n", st, m.name);
+            exit(1);
         }
-        if (may_skip && !model_runs_here(m.name))
-            continue;
         models[n_models++] = m;
     }
-    fclose(f);
 }
 #define N_MODELS n_models
 
