@@ -10,6 +10,9 @@
 #   make fuzz       libFuzzer on the protocol parser (FUZZ_SECONDS=60)
 #   make faults     every model under strace fault injection (also part of make check)
 #   make lab-start LAB=N DIR=path   a lab's starter files; make grade LAB=N DIR=path grades them
+#   make bench      the performance comparison: our epoll, epoll_et and uring against libevent and
+#                   libuv, stamps on and off, loadgen against a minimal client (docs/bench.md)
+#   make bench-scale  epoll, epoll_et and uring at 100, 1000 and 10,000 connections
 #   make deps       install the Debian packages the suite needs (apt-get, as root)
 #   make CC=clang   build with clang instead of gcc
 
@@ -23,10 +26,10 @@ LDFLAGS += -pthread $(SANITIZE)
 
 # Every models/<name>.c is one server, build/<name>.
 MODELS  := $(sort $(basename $(notdir $(wildcard models/*.c))))
-CLIENTS := loadgen
+CLIENTS := $(sort $(basename $(notdir $(wildcard clients/*.c))))
 COMMON  := proto stats stamp options server conn serve_blocking phases work
 TESTS   := main helpers test_proto test_servers test_timeouts test_hostile test_loadgen test_runall \
-           test_labs
+           test_labs test_stamps test_bench
 
 COMMON_OBJ := $(COMMON:%=$(BUILD)/obj/common/%.o)
 SERVERS    := $(MODELS:%=$(BUILD)/%)
@@ -35,8 +38,12 @@ TEST_BIN   := $(BUILD)/check_iomodels
 
 # Debian packages: check (libcheck tests), pkg-config, gnuplot-nox (plots), liburing-dev
 # (the io_uring model), netcat-openbsd (nc, to type at a server as the README shows), jq
-# (run-all reads loadgen's JSON with it), strace (make faults injects system-call faults with it).
-DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd jq strace
+# (run-all reads loadgen's JSON with it), strace (make faults injects system-call faults with it),
+# libevent-dev and libuv1-dev (the two production reference servers, models/libevent.c and
+# models/libuv.c). make bench also wants linux-perf (BENCH_DEB_PACKAGES: it profiles with perf).
+DEB_PACKAGES := check pkg-config gnuplot-nox liburing-dev netcat-openbsd jq strace libevent-dev \
+                libuv1-dev
+BENCH_DEB_PACKAGES := linux-perf
 
 all: $(SERVERS) $(CLIENT_BIN)
 
@@ -53,6 +60,8 @@ $(SERVERS): $(BUILD)/%: $(BUILD)/obj/models/%.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/uring: LDLIBS += -luring
+$(BUILD)/libevent: LDLIBS += $(shell pkg-config --libs libevent_core 2>/dev/null || echo -levent_core)
+$(BUILD)/libuv: LDLIBS += $(shell pkg-config --libs libuv 2>/dev/null || echo -luv)
 
 $(CLIENT_BIN): $(BUILD)/%: $(BUILD)/obj/clients/%.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lm
@@ -130,6 +139,14 @@ grade: deps
 run-all: deps all
 	@plots/run-all
 
+# The performance comparison of issue 7 (docs/bench.md): at most 5 minutes, benchmark output only.
+bench: deps all
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
+	@plots/bench
+
+bench-scale: deps all
+	@plots/bench-scale
+
 # Redraw the figures and the report of a saved run (default: the latest) without measuring.
 RESULTS ?= results/latest
 plots: deps
@@ -157,6 +174,7 @@ clean:
 	rm -rf build
 
 FORCE:
-.PHONY: all check tests asan tsan lab-start grade run-all plots deps format clean FORCE fuzz faults
+.PHONY: all check tests asan tsan lab-start grade run-all bench bench-scale plots deps format clean \
+	FORCE fuzz faults
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

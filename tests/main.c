@@ -14,6 +14,8 @@ int main(void)
     srunner_add_suite(sr, loadgen_suite());
     srunner_add_suite(sr, runall_suite());
     srunner_add_suite(sr, labs_suite());
+    srunner_add_suite(sr, stamps_suite());
+    srunner_add_suite(sr, bench_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -11,5 +11,7 @@ Suite *hostile_suite(void);
 Suite *loadgen_suite(void);
 Suite *runall_suite(void);
 Suite *labs_suite(void);
+Suite *stamps_suite(void);
+Suite *bench_suite(void);
 
 #endif
