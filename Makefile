@@ -142,10 +142,10 @@ run-all: deps all
 # The performance comparison of issue 7 (docs/bench.md): at most 5 minutes, benchmark output only.
 bench: deps all
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES='$(BENCH_DEB_PACKAGES)'
-	@plots/bench
+	@IOMODELS_BUILD='$(BUILD)' plots/bench
 
 bench-scale: deps all
-	@plots/bench-scale
+	@IOMODELS_BUILD='$(BUILD)' plots/bench-scale
 
 # Redraw the figures and the report of a saved run (default: the latest) without measuring.
 RESULTS ?= results/latest

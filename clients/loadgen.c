@@ -1,29 +1,40 @@
 /* loadgen.c - the load generator: drives any server in frame mode and measures each request.
  *
- * One thread, non-blocking sockets, epoll: C connections, each sending ECHO frames of -s
- * bytes. Closed loop (the default): a connection sends its next request when the reply to
- * the last one is in, after --think MS. Open loop (--rate R): requests go out on a fixed
- * schedule of R per second in all, whatever the replies do, and latency is measured from
- * the time each request was due, so a stalled server cannot hide its stall (no coordinated
- * omission). Every reply is checked byte for byte, and its six server stamps are split into
- * the phases of input (common/phases.c). See docs/loadgen.md.
+ * Non-blocking sockets and epoll: C connections, each sending ECHO frames of -s bytes.
+ * Closed loop (the default): a connection sends its next request when the reply to the last
+ * one is in, after --think MS. Open loop (--rate R): requests go out on a fixed schedule of R
+ * per second in all, whatever the replies do, and latency is measured from the time each
+ * request was due, so a stalled server cannot hide its stall (no coordinated omission). Every
+ * reply is checked byte for byte, and its six server stamps are split into the phases of
+ * input (common/phases.c). With --raw it drives any plain TCP echo server: bytes out, the
+ * same bytes back, no frames and no stamps.
+ *
+ * -t N divides the connections among N threads ("workers"), each with its own epoll, its own
+ * connections, samples and histogram; they are merged at the end. Worker 0 runs in the main
+ * thread and alone decides the run's course: the warm-up, the measured window, the STATS
+ * control connection, the progress line and the stall check. The others only read the
+ * window's state (an atomic) and publish a few counters for it. See docs/loadgen.md.
  */
 #include "../common/phases.h"
 #include "../common/proto.h"
 #include "../common/stamp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -33,6 +44,7 @@
 #define NS_PER_S      1000000000ull
 #define PATTERN_SLACK 4096u /* payloads are windows into one random pattern, offset by request */
 #define MAX_KEYS      64
+#define MAX_THREADS   64
 
 struct config {
     const char *addr;
@@ -52,6 +64,9 @@ struct config {
     unsigned seed;
     double timeout_s; /* give up when no reply comes for this long */
     bool quiet;
+    int threads;     /* -t: workers, each with its share of the connections */
+    bool raw;        /* --raw: plain bytes, no frames, no stamps, no STATS */
+    long server_pid; /* --server-pid: read the server's CPU time from /proc */
 };
 
 struct pending { /* a request sent (or due) and not yet answered */
@@ -61,9 +76,12 @@ struct pending { /* a request sent (or due) and not yet answered */
     int64_t send_lag; /* open loop: how late the client itself was in sending it */
 };
 
+struct worker;
+
 struct lconn {
     int id, fd;
-    bool idle; /* one of the --idle connections: opened, watched, never used */
+    struct worker *w; /* the worker (thread) that owns it */
+    bool idle;        /* one of the --idle connections: opened, watched, never used */
     bool connected, dead;
     uint8_t *out;
     size_t out_start, out_end, out_cap;
@@ -93,6 +111,53 @@ struct snapshot {
     struct kv kv[MAX_KEYS];
 };
 
+/* Counters a worker owns and worker 0 reads while the run goes on (the progress line, the
+ * stall check, the ramp). Only the owner writes them, so a relaxed load and store is enough:
+ * on x86 a plain mov, no locked instruction on the path of every reply. */
+typedef _Atomic uint64_t counter;
+#define PEEK(x)    atomic_load_explicit(&(x), memory_order_relaxed)
+#define BUMP(x, n) atomic_store_explicit(&(x), PEEK(x) + (n), memory_order_relaxed)
+#define SET(x, v)  atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+struct errors {
+    counter payload_mismatch, seq_mismatch, bad_header, error_replies, refused, connect_failed,
+        closed_by_server, stalled;
+};
+
+/* The progress line's percentiles come from this coarse histogram of round trips (16 buckets
+ * per power of two; a bucket's lower edge is within 6.25%), kept as replies arrive: sorting
+ * samples in the event loop would stall the client and spoil the very tail it measures. The
+ * final summary sorts every sample exactly. Worker 0 reads the workers' histograms once a
+ * second and prints the difference from the last second's. */
+#define HIST_SUB     16
+#define HIST_BUCKETS (64 * HIST_SUB)
+
+struct worker {
+    int index;
+    pthread_t thread;
+    int epfd, wakefd;    /* its epoll; an eventfd worker 0 writes to when the window changes */
+    struct lconn *conns; /* its active connections: conns[0..n) */
+    long n;
+    struct sample *samples; /* every measured reply (preallocated: see samples_reserve) */
+    size_t n_samples, cap_samples;
+    uint64_t csv_seen, last_recv; /* last_recv: the latest measured reply, for the window end */
+    struct errors err;
+    char refusal[160];     /* the server's reason, from the first "server full" reply */
+    counter settled;       /* active connections answered at least once, or dead before that */
+    counter active_dead;   /* active connections closed (by either side) */
+    counter last_progress; /* when the last correct reply came */
+    counter replies_total;
+    counter hist[HIST_BUCKETS];
+    _Atomic bool waiting, done; /* published: a live connection awaits a reply; drained */
+    int *think_q; /* think-time queue: connections waiting to send their next request */
+    uint64_t *think_due;
+    size_t think_head, think_len;
+    uint64_t next_due, gap; /* open loop: its share of the schedule */
+    uint64_t rr;
+    uint64_t cpu_start, cpu_used; /* its own CPU time (CLOCK_THREAD_CPUTIME_ID) in the window */
+    int saw;                      /* the last window state it noted its CPU time at */
+};
+
 static struct config cfg = {
     .addr = "127.0.0.1",
     .port = 0,
@@ -103,32 +168,39 @@ static struct config cfg = {
     .sample = 1,
     .seed = 1,
     .timeout_s = 10,
+    .threads = 1,
 };
 static struct lconn *all;   /* the --idle connections first, then the active ones */
 static struct lconn *conns; /* the active ones: all + cfg.idle */
 static long n_all;
-static int epfd;
+static struct worker workers[MAX_THREADS];
 static uint8_t *pattern;
 static volatile sig_atomic_t interrupted;
 
-/* Results. */
-static struct sample *samples;
-static size_t n_samples, cap_samples;
+/* The window, decided by worker 0 alone. t_start is written before state becomes MEASURING
+ * (release), so a worker that sees MEASURING (acquire) sees t_start too. */
+enum { WARMUP, MEASURING, FINISHED };
+static _Atomic int state = WARMUP;
+static _Atomic bool quit;           /* worker 0 ended the run: every worker stops */
+static atomic_ulong measured_total; /* -n: replies measured by all workers */
+static uint64_t t_start, t_end;     /* the measured window */
+static uint64_t t_begin;            /* the start of the warm-up (and of the open-loop schedule) */
+
+/* Results that worker 0 alone writes. */
 static FILE *csv;
-static uint64_t csv_seen;
-static struct {
-    uint64_t payload_mismatch, seq_mismatch, bad_header, error_replies, refused, connect_failed,
-        closed_by_server, stalled;
-} err;
-static char refusal[160]; /* the server's reason, from the first "server full" reply */
 static struct snapshot stats_before, stats_after;
-static uint64_t t_start, t_end; /* the measured window */
-static bool measuring, finished;
-static long settled;     /* active connections answered at least once, or dead before that */
-static long active_dead; /* active connections closed (by either side) */
-static uint64_t last_progress;
 static double ramp_time;   /* --ramp: how long it took */
 static long ramp_unserved; /* connections still unserved when the ramp ended */
+
+static inline bool measuring(void)
+{
+    return atomic_load_explicit(&state, memory_order_acquire) == MEASURING;
+}
+
+static inline bool finished(void)
+{
+    return atomic_load_explicit(&state, memory_order_acquire) == FINISHED;
+}
 
 static void die(const char *what)
 {
@@ -137,12 +209,14 @@ static void die(const char *what)
 }
 
 /* Per-connection complaints go to stderr, but only the first few of each kind: 9,000
- * connections refused at once must not bury the summary. */
-static bool complain(uint64_t count)
+ * connections refused at once must not bury the summary. (Per worker, with -t.) */
+static bool complain(counter *count)
 {
-    if (count == 6)
+    uint64_t n = PEEK(*count) + 1;
+    atomic_store_explicit(count, n, memory_order_relaxed);
+    if (n == 6)
         fprintf(stderr, "loadgen: (more of these not shown; the summary counts them all)\n");
-    return count <= 5;
+    return n <= 5;
 }
 
 static void *xrealloc(void *p, size_t n)
@@ -159,6 +233,14 @@ static void on_sigint(int sig)
     interrupted = 1;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+        die("clock_gettime CLOCK_THREAD_CPUTIME_ID");
+    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- connections ---------------------------------------------------------------------- */
 
 static const uint8_t *payload_for(int conn, uint32_t seq)
@@ -167,13 +249,15 @@ static const uint8_t *payload_for(int conn, uint32_t seq)
     return pattern + (h >> 17) % PATTERN_SLACK;
 }
 
+/* epoll_ctl only when the interest changes: in the steady state (one request out, its reply
+ * awaited) a connection stays on EPOLLIN and costs no epoll_ctl at all. */
 static void watch(struct lconn *c)
 {
     uint32_t want = EPOLLIN | (c->out_end > c->out_start || !c->connected ? EPOLLOUT : 0);
     if (want == c->watched || c->dead)
         return;
     struct epoll_event ev = {.events = want, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+    if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
         die("epoll_ctl");
     c->watched = want;
 }
@@ -184,9 +268,9 @@ static void kill_conn(struct lconn *c)
         return;
     c->dead = true;
     if (!c->idle && c->replies == 0)
-        settled++;
+        BUMP(c->w->settled, 1);
     if (!c->idle)
-        active_dead++;
+        BUMP(c->w->active_dead, 1);
     close(c->fd);
 }
 
@@ -194,8 +278,8 @@ static void kill_conn(struct lconn *c)
  * outstanding on the connection. */
 static void closed_by_server(struct lconn *c, const char *why)
 {
-    if (!finished || c->q_len > 0) {
-        if (complain(++err.closed_by_server))
+    if (!finished() || c->q_len > 0) {
+        if (complain(&c->w->err.closed_by_server))
             fprintf(stderr, "loadgen: connection %d: the server closed it (%s)\n", c->id, why);
     }
     kill_conn(c);
@@ -221,10 +305,12 @@ static int flush(struct lconn *c)
     return 0;
 }
 
-static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
+/* Queue one request (a frame, or with --raw just the payload bytes) and send it. now is a
+ * clock reading the caller just took, or 0 to take one here. */
+static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due, uint64_t now)
 {
     uint32_t len = type == PROTO_ECHO ? cfg.size : 0;
-    size_t need = PROTO_HEADER_SIZE + len;
+    size_t head = cfg.raw ? 0 : PROTO_HEADER_SIZE, need = head + len;
     if (c->out_cap - c->out_end < need && c->out_start > 0) {
         memmove(c->out, c->out + c->out_start, c->out_end - c->out_start);
         c->out_end -= c->out_start;
@@ -235,9 +321,10 @@ static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
         c->out = xrealloc(c->out, c->out_cap);
     }
     uint32_t seq = c->next_seq++;
-    proto_write_request_header(c->out + c->out_end, type, seq, len);
+    if (!cfg.raw)
+        proto_write_request_header(c->out + c->out_end, type, seq, len);
     if (len)
-        memcpy(c->out + c->out_end + PROTO_HEADER_SIZE, payload_for(c->id, seq), len);
+        memcpy(c->out + c->out_end + head, payload_for(c->id, seq), len);
     c->out_end += need;
     if (c->q_len == c->q_cap) {
         size_t cap = c->q_cap ? 2 * c->q_cap : 4;
@@ -250,34 +337,33 @@ static void queue_request(struct lconn *c, uint8_t type, uint64_t t_due)
         c->q_cap = cap;
     }
     /* Closed loop: the send clock starts just before send(); open loop: when it was due. */
-    uint64_t now = stamp_now();
-    c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct pending){
+    if (now == 0)
+        now = stamp_now();
+    size_t tail = c->q_head + c->q_len++;
+    c->q[tail < c->q_cap ? tail : tail - c->q_cap] = (struct pending){
         seq, type, t_due ? t_due : now, t_due ? (int64_t)(now - t_due) : PHASE_UNKNOWN};
     flush(c);
 }
 
 /* ---- think-time queue: connections waiting to send their next request (FIFO = due order) */
 
-static int *think_q;
-static size_t think_head, think_len;
-static uint64_t *think_due;
-
 static void think_push(struct lconn *c, uint64_t due)
 {
-    size_t i = (think_head + think_len++) % (size_t)cfg.conns;
-    think_q[i] = c->id;
-    think_due[i] = due;
+    struct worker *w = c->w;
+    size_t i = (w->think_head + w->think_len++) % (size_t)w->n;
+    w->think_q[i] = (int)(c - w->conns);
+    w->think_due[i] = due;
     c->thinking = true;
 }
 
 static void next_request(struct lconn *c)
 {
-    if (c->dead || finished || cfg.rate > 0 || c->q_len > 0 || c->thinking)
+    if (c->dead || finished() || cfg.rate > 0 || c->q_len > 0 || c->thinking)
         return; /* (a STATS reply can come in while the connection thinks) */
     if (cfg.think_ms > 0)
         think_push(c, stamp_now() + (uint64_t)(cfg.think_ms * 1e6));
     else
-        queue_request(c, PROTO_ECHO, 0);
+        queue_request(c, PROTO_ECHO, 0, 0);
 }
 
 /* ---- replies ------------------------------------------------------------------------------ */
@@ -331,14 +417,6 @@ static void parse_stats(const uint8_t *text, size_t len, struct snapshot *s)
     }
 }
 
-/* The progress line's percentiles come from this coarse histogram of the last second's
- * round trips (16 buckets per power of two; a bucket's lower edge is within 6.25%), kept as replies
- * arrive: sorting a second's samples in the event loop would stall the client and spoil the very
- * tail it measures. The final summary sorts every sample exactly. */
-#define HIST_SUB     16
-#define HIST_BUCKETS (64 * HIST_SUB)
-static uint64_t hist[HIST_BUCKETS], hist_n, replies_total;
-
 static int hist_bucket(uint64_t ns)
 {
     if (ns < HIST_SUB)
@@ -357,7 +435,7 @@ static double hist_value(int b) /* the lower edge of bucket b, in ns */
     return (double)(1ull << log2) * (1.0 + sub / (double)HIST_SUB);
 }
 
-static double hist_percentile(double q)
+static double hist_percentile(const uint64_t *hist, uint64_t hist_n, double q)
 {
     uint64_t want = (uint64_t)ceil(q * (double)hist_n), seen = 0;
     for (int b = 0; b < HIST_BUCKETS; b++) {
@@ -368,27 +446,38 @@ static double hist_percentile(double q)
     return 0;
 }
 
+/* Room for the samples: made once, before the run, for as many replies as the window can
+ * plausibly hold (-n exactly; else a guess that grows by doubling if it is short), and
+ * touched then, so that no page fault or copy lands inside the window. */
+static void samples_reserve(struct worker *w, size_t n)
+{
+    w->samples = xrealloc(w->samples, n * sizeof *w->samples);
+    memset(w->samples + w->cap_samples, 0, (n - w->cap_samples) * sizeof *w->samples);
+    w->cap_samples = n;
+}
+
 static void record(struct lconn *c, const struct pending *p, const struct proto_stamps *st,
                    uint64_t t_recv)
 {
-    if (cfg.requests && n_samples >= (size_t)cfg.requests)
-        return; /* -n: exactly that many */
-    struct sample s;
-    phases_derive(st, p->t_send, t_recv, &s.ph);
-    s.send_lag = p->send_lag;
-    if (n_samples == cap_samples) {
-        cap_samples = cap_samples ? 2 * cap_samples : 65536;
-        samples = xrealloc(samples, cap_samples * sizeof *samples);
-    }
-    samples[n_samples++] = s;
+    struct worker *w = c->w;
+    if (cfg.requests && atomic_fetch_add_explicit(&measured_total, 1, memory_order_relaxed) >=
+                            (unsigned long)cfg.requests)
+        return; /* -n: exactly that many, among all workers */
+    if (w->n_samples == w->cap_samples)
+        samples_reserve(w, w->cap_samples ? 2 * w->cap_samples : 65536);
+    struct sample *s = &w->samples[w->n_samples++];
+    phases_derive(st, p->t_send, t_recv, &s->ph);
+    s->send_lag = p->send_lag;
     c->measured++;
-    if (csv && csv_seen++ % (uint64_t)cfg.sample == 0) {
+    w->last_recv = t_recv;
+    if (csv && w->csv_seen++ % (uint64_t)cfg.sample == 0) {
+        flockfile(csv); /* one row at a time, whichever worker writes it */
         fprintf(csv, "%d,%u,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu", c->id, p->seq,
                 (unsigned long long)p->t_send, (unsigned long long)t_recv,
                 (unsigned long long)st->wait, (unsigned long long)st->arrive,
                 (unsigned long long)st->ready, (unsigned long long)st->copy_begin,
                 (unsigned long long)st->copy_end, (unsigned long long)st->reply);
-        const int64_t *v = &s.ph.wait_data;
+        const int64_t *v = &s->ph.wait_data;
         for (int i = 0; i < 6; i++) {
             if (v[i] == PHASE_UNKNOWN)
                 fputs(",", csv);
@@ -396,81 +485,123 @@ static void record(struct lconn *c, const struct pending *p, const struct proto_
                 fprintf(csv, ",%lld", (long long)v[i]);
         }
         fputc('\n', csv);
+        funlockfile(csv);
     }
 }
 
-/* One whole reply is at c->in. Returns its size, or 0 if it is not all here yet, or -1 if
- * the connection is beyond repair. */
-static ssize_t take_reply(struct lconn *c, uint64_t t_recv)
+/* The oldest outstanding request, taken off the queue; false (counted) if there is none. */
+static bool pop_pending(struct lconn *c, struct pending *p, uint32_t seq_seen)
 {
-    if (c->in_len < PROTO_REPLY_PREFIX_SIZE)
+    if (c->q_len == 0) {
+        if (complain(&c->w->err.seq_mismatch))
+            fprintf(stderr, "loadgen: connection %d: a reply nobody asked for (seq %u)\n", c->id,
+                    seq_seen);
+        return false;
+    }
+    *p = c->q[c->q_head];
+    c->q_head = c->q_head + 1 == c->q_cap ? 0 : c->q_head + 1;
+    c->q_len--;
+    return true;
+}
+
+/* A correct ECHO reply: count it, and measure it if the window is open. */
+static void echoed(struct lconn *c, const struct pending *p, const struct proto_stamps *st,
+                   uint64_t t_recv)
+{
+    struct worker *w = c->w;
+    if (c->replies++ == 0)
+        BUMP(w->settled, 1);
+    BUMP(w->replies_total, 1);
+    if (t_recv >= p->t_send)
+        BUMP(w->hist[hist_bucket(t_recv - p->t_send)], 1);
+    if (measuring() && t_recv >= t_start)
+        record(c, p, st, t_recv);
+}
+
+/* --raw: the reply to the oldest request is its own bytes, back. Returns the bytes used, 0
+ * if they are not all here yet, or -1 if the connection is beyond repair. */
+static ssize_t take_raw(struct lconn *c, const uint8_t *in, size_t len, uint64_t t_recv)
+{
+    if (len < cfg.size)
         return 0;
+    struct pending p;
+    if (!pop_pending(c, &p, 0))
+        return -1;
+    SET(c->w->last_progress, t_recv);
+    if (memcmp(in, payload_for(c->id, p.seq), cfg.size) != 0) {
+        if (complain(&c->w->err.payload_mismatch))
+            fprintf(stderr, "loadgen: connection %d: request %u: echoed bytes differ\n", c->id,
+                    p.seq);
+        return (ssize_t)cfg.size;
+    }
+    static const struct proto_stamps none; /* no stamps: every phase is unknown */
+    echoed(c, &p, &none, t_recv);
+    return (ssize_t)cfg.size;
+}
+
+/* One whole reply frame is at in[0..len). Returns its size, or 0 if it is not all here yet,
+ * or -1 if the connection is beyond repair. */
+static ssize_t take_reply(struct lconn *c, const uint8_t *in, size_t len, uint64_t t_recv)
+{
+    if (len < PROTO_REPLY_PREFIX_SIZE)
+        return 0;
+    struct worker *w = c->w;
     struct proto_header h;
     struct proto_stamps st;
-    if (proto_read_reply_prefix(c->in, &h, &st) < 0 || h.len > cfg.size + 65536u) {
-        if (complain(++err.bad_header))
+    if (proto_read_reply_prefix(in, &h, &st) < 0 || h.len > cfg.size + 65536u) {
+        if (complain(&w->err.bad_header))
             fprintf(stderr, "loadgen: connection %d: the server sent a malformed reply header\n",
                     c->id);
         return -1;
     }
     size_t total = PROTO_REPLY_PREFIX_SIZE + h.len;
-    if (c->in_len < total)
+    if (len < total)
         return 0;
-    const uint8_t *payload = c->in + PROTO_REPLY_PREFIX_SIZE;
+    const uint8_t *payload = in + PROTO_REPLY_PREFIX_SIZE;
     if (h.flags != PROTO_OK) {
         int shown = (int)(h.len > 150 ? 150 : h.len);
-        if (h.flags == PROTO_ERR_SERVER_FULL && err.refused++ == 0)
-            snprintf(refusal, sizeof refusal, "%.*s", shown, (const char *)payload);
-        if (h.flags != PROTO_ERR_SERVER_FULL)
-            err.error_replies++;
-        if (complain(h.flags == PROTO_ERR_SERVER_FULL ? err.refused : err.error_replies))
+        bool full = h.flags == PROTO_ERR_SERVER_FULL;
+        if (full && PEEK(w->err.refused) == 0)
+            snprintf(w->refusal, sizeof w->refusal, "%.*s", shown, (const char *)payload);
+        if (complain(full ? &w->err.refused : &w->err.error_replies))
             fprintf(stderr, "loadgen: connection %d: error reply (%s): %.*s\n", c->id,
                     proto_status_name(h.flags), shown, payload);
         return -1; /* the server closes after an error reply */
     }
-    if (c->q_len == 0) {
-        if (complain(++err.seq_mismatch))
-            fprintf(stderr, "loadgen: connection %d: a reply nobody asked for (seq %u)\n", c->id,
-                    h.seq);
+    struct pending p;
+    if (!pop_pending(c, &p, h.seq))
         return -1;
-    }
-    struct pending p = c->q[c->q_head];
-    c->q_head = (c->q_head + 1) % c->q_cap;
-    c->q_len--;
     if (h.seq != p.seq || h.type != p.type) {
-        if (complain(++err.seq_mismatch))
+        if (complain(&w->err.seq_mismatch))
             fprintf(stderr,
                     "loadgen: connection %d: reply seq %u type %u, expected seq %u type %u\n",
                     c->id, h.seq, h.type, p.seq, p.type);
         return -1;
     }
-    last_progress = t_recv;
+    SET(w->last_progress, t_recv); /* an answer in sequence, right or wrong */
     if (p.type == PROTO_STATS) {
         parse_stats(payload, h.len, stats_before.have ? &stats_after : &stats_before);
         return (ssize_t)total;
     }
     if (h.len != cfg.size || memcmp(payload, payload_for(c->id, p.seq), cfg.size) != 0) {
-        if (complain(++err.payload_mismatch))
+        if (complain(&w->err.payload_mismatch))
             fprintf(stderr, "loadgen: connection %d: seq %u: echoed payload differs\n", c->id,
                     p.seq);
         return (ssize_t)total;
     }
-    if (c->replies++ == 0)
-        settled++;
-    replies_total++;
-    if (t_recv >= p.t_send) {
-        hist[hist_bucket(t_recv - p.t_send)]++;
-        hist_n++;
-    }
-    if (measuring && t_recv >= t_start)
-        record(c, &p, &st, t_recv);
+    echoed(c, &p, &st, t_recv);
     return (ssize_t)total;
 }
 
+/* One recv() per readiness, then every whole reply in the buffer is taken in place; what is
+ * left of an incomplete one moves to the front once, at the end. */
 static void readable(struct lconn *c)
 {
-    if (c->in_cap - c->in_len < 65536) {
-        c->in_cap = c->in_cap ? 2 * c->in_cap : 131072;
+    /* Small to begin with (a few replies' worth: 100 connections with 128 KiB each would
+     * spread every recv() over 13 MB of cache), doubled while a big reply comes in. */
+    if (c->in_cap - c->in_len < 2048) {
+        c->in_cap =
+            c->in_cap ? 2 * c->in_cap : 4096 + 2 * ((size_t)cfg.size + PROTO_REPLY_PREFIX_SIZE);
         c->in = xrealloc(c->in, c->in_cap);
     }
     ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
@@ -484,20 +615,21 @@ static void readable(struct lconn *c)
     c->in_len += (size_t)n;
     size_t used = 0;
     for (;;) {
-        /* take_reply works on c->in; shift each consumed reply off first */
-        if (used) {
-            memmove(c->in, c->in + used, c->in_len - used);
-            c->in_len -= used;
-            used = 0;
-        }
-        ssize_t r = take_reply(c, t_recv);
+        ssize_t r = cfg.raw ? take_raw(c, c->in + used, c->in_len - used, t_recv)
+                            : take_reply(c, c->in + used, c->in_len - used, t_recv);
         if (r < 0) {
             kill_conn(c);
             return;
         }
         if (r == 0)
             break;
-        used = (size_t)r;
+        used += (size_t)r;
+    }
+    if (used == c->in_len) {
+        c->in_len = 0; /* the usual case: nothing left over */
+    } else if (used) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= used;
     }
     next_request(c);
 }
@@ -517,26 +649,28 @@ static void connect_all(void)
         exit(2);
     }
     /* The idle connections first: the server sees them before any active one (and, in
-     * select, they take the low descriptors). */
+     * select, they take the low descriptors). Every connection is made in worker 0's epoll,
+     * then moved to its own worker's. */
     long pending = 0;
     for (long i = 0; i < n_all; i++) {
         struct lconn *c = &all[i];
         c->idle = i < cfg.idle;
         c->id = (int)(c->idle ? cfg.conns + i : i - cfg.idle);
         c->next_seq = 1;
+        c->w = c->idle ? &workers[0] : &workers[(i - cfg.idle) * cfg.threads / cfg.conns];
         c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
             die("socket (raise the descriptor limit, or use fewer connections)");
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-            err.connect_failed++;
+            BUMP(c->w->err.connect_failed, 1);
             c->dead = true;
             close(c->fd);
             continue;
         }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        if (epoll_ctl(workers[0].epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
             die("epoll_ctl");
         c->watched = ev.events;
         pending++;
@@ -545,11 +679,12 @@ static void connect_all(void)
 
     uint64_t deadline = stamp_now() + (uint64_t)(cfg.timeout_s * NS_PER_S);
     struct epoll_event evs[256];
+    bool told = false; /* only the first failure is printed */
     while (pending > 0 && !interrupted) {
         uint64_t now = stamp_now();
         if (now >= deadline)
             break;
-        int n = epoll_wait(epfd, evs, 256, (int)((deadline - now) / 1000000u) + 1);
+        int n = epoll_wait(workers[0].epfd, evs, 256, (int)((deadline - now) / 1000000u) + 1);
         if (n < 0 && errno != EINTR)
             die("epoll_wait");
         for (int i = 0; i < n; i++) {
@@ -558,26 +693,39 @@ static void connect_all(void)
                 continue;
             int soerr = 0;
             socklen_t sl = sizeof soerr;
-            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+                soerr = errno;
             pending--;
             if (soerr != 0) {
-                if (err.connect_failed++ == 0)
+                if (!told)
                     fprintf(stderr, "loadgen: connect to %s:%d: %s\n", cfg.addr, cfg.port,
                             strerror(soerr));
+                told = true;
+                BUMP(c->w->err.connect_failed, 1);
                 kill_conn(c);
                 continue;
             }
             c->connected = true;
-            watch(c);
+            if (c->w != &workers[0]) {
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+                if (epoll_ctl(workers[0].epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0 ||
+                    epoll_ctl(c->w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+                    die("epoll_ctl");
+                c->watched = EPOLLIN;
+            } else {
+                watch(c);
+            }
         }
     }
     for (long i = 0; i < n_all; i++)
         if (!all[i].connected && !all[i].dead) {
-            err.connect_failed++;
+            BUMP(all[i].w->err.connect_failed, 1);
             kill_conn(&all[i]);
         }
 }
 
+/* The first live connection (NULL: none could be made). It is the STATS control connection
+ * if worker 0 owns it: worker 0 alone keeps the snapshots. */
 static struct lconn *control_conn(void)
 {
     for (long i = 0; i < cfg.conns; i++)
@@ -621,17 +769,21 @@ static int64_t sample_field(const struct sample *s, size_t k)
 static struct dist distribution(size_t field)
 {
     struct dist d = {0};
-    int64_t *v = malloc((n_samples ? n_samples : 1) * sizeof *v);
+    size_t total = 0;
+    for (int t = 0; t < cfg.threads; t++)
+        total += workers[t].n_samples;
+    int64_t *v = malloc((total ? total : 1) * sizeof *v);
     if (v == NULL)
         die("malloc");
     double sum = 0;
-    for (size_t i = 0; i < n_samples; i++) {
-        int64_t x = sample_field(&samples[i], field);
-        if (x != PHASE_UNKNOWN) {
-            v[d.n++] = x;
-            sum += (double)x;
+    for (int t = 0; t < cfg.threads; t++)
+        for (size_t i = 0; i < workers[t].n_samples; i++) {
+            int64_t x = sample_field(&workers[t].samples[i], field);
+            if (x != PHASE_UNKNOWN) {
+                v[d.n++] = x;
+                sum += (double)x;
+            }
         }
-    }
     if (d.n > 0) {
         qsort(v, d.n, sizeof *v, cmp_i64);
         d.p50 = pct(v, d.n, 0.50) / 1e3;
@@ -677,7 +829,7 @@ static void json_dist(FILE *f, const char *name, struct dist d, bool last)
 static bool is_gauge(const char *key)
 {
     static const char *const gauges[] = {"connections_open", "buffer_bytes", "buffer_bytes_peak",
-                                         "rss_peak_kb", "threads"};
+                                         "rss_peak_kb", "threads", "stamps"};
     for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
         if (strcmp(key, gauges[i]) == 0)
             return true;
@@ -709,9 +861,32 @@ static uint64_t rusage_cpu_us(void)
 static const char *phase_names[6] = {"wait_data", "notify",     "dispatch",
                                      "copy_data", "processing", "round_trip"};
 
-/* Print the summary on stdout and, with --json, into the file. Returns the exit status. */
-static int report(uint64_t client_cpu_us)
+/* Print the summary on stdout and, with --json, into the file. server_cpu_us is the server's
+ * CPU time over the window from /proc (--server-pid), or negative without it. Returns the exit
+ * status. */
+static int report(uint64_t client_cpu_us, double server_cpu_us)
 {
+    size_t n_samples = 0;
+    struct {
+        uint64_t payload_mismatch, seq_mismatch, bad_header, error_replies, refused, connect_failed,
+            closed_by_server, stalled;
+    } err = {0};
+    const char *refusal = "";
+    bool client_bound = false; /* some worker was busy more than 90% of the window */
+    for (int t = 0; t < cfg.threads; t++) {
+        struct worker *w = &workers[t];
+        n_samples += w->n_samples;
+        err.payload_mismatch += PEEK(w->err.payload_mismatch);
+        err.seq_mismatch += PEEK(w->err.seq_mismatch);
+        err.bad_header += PEEK(w->err.bad_header);
+        err.error_replies += PEEK(w->err.error_replies);
+        err.refused += PEEK(w->err.refused);
+        err.connect_failed += PEEK(w->err.connect_failed);
+        err.closed_by_server += PEEK(w->err.closed_by_server);
+        err.stalled += PEEK(w->err.stalled);
+        if (!refusal[0])
+            refusal = w->refusal;
+    }
     double window = t_end > t_start ? (double)(t_end - t_start) / 1e9 : 0;
     double rps = window > 0 ? (double)n_samples / window : 0;
     struct dist ph[6];
@@ -739,7 +914,10 @@ static int report(uint64_t client_cpu_us)
         min_m = 0;
     double jain = sxx > 0 ? sx * sx / ((double)connected * sxx) : 0;
     double client_util = window > 0 ? (double)client_cpu_us / 1e6 / window : 0;
-    bool client_bound = client_util > 0.9;
+    for (int t = 0; t < cfg.threads; t++)
+        client_bound =
+            client_bound || (window > 0 && (double)workers[t].cpu_used / 1e9 / window > 0.9);
+    double client_per_req = n_samples ? (double)client_cpu_us / (double)n_samples : 0;
     uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header + err.error_replies +
                       err.refused + err.connect_failed + err.closed_by_server + err.stalled;
     long idle_connected = 0, idle_open = 0;
@@ -759,6 +937,22 @@ static int report(uint64_t client_cpu_us)
                                                1e6
                                          : 0;
     bool srv_valid = stats_after.have && srv_req > 0 && srv_window >= 0.5 * window;
+    /* The server's CPU time per request: from /proc (--server-pid) if asked for, else from its
+     * STATS. */
+    const char *srv_cpu_source = NULL;
+    double srv_cpu_per_req = 0;
+    bool srv_has_cpu;
+    double srv_cpu = snap_get(&stats_after, "cpu_user_us", &srv_has_cpu) +
+                     snap_get(&stats_after, "cpu_sys_us", NULL) -
+                     snap_get(&stats_before, "cpu_user_us", NULL) -
+                     snap_get(&stats_before, "cpu_sys_us", NULL);
+    if (server_cpu_us >= 0 && n_samples > 0) {
+        srv_cpu_source = "proc";
+        srv_cpu_per_req = server_cpu_us / (double)n_samples;
+    } else if (srv_valid && srv_has_cpu) {
+        srv_cpu_source = "stats";
+        srv_cpu_per_req = srv_cpu / srv_req;
+    }
 
     printf("loadgen: %s, %ld connection%s, %u-byte messages, %s%s\n", model, cfg.conns,
            cfg.conns == 1 ? "" : "s", cfg.size, cfg.rate > 0 ? "open loop" : "closed loop",
@@ -766,8 +960,11 @@ static int report(uint64_t client_cpu_us)
     printf("  requests %zu in %.2f s: %.0f req/s\n", n_samples, window, rps);
     printf("  latency us: p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", ph[5].p50,
            ph[5].p90, ph[5].p99, ph[5].p999, ph[5].max);
-    printf("  phases us (median / p99):");
-    for (int i = 0; i < 5; i++) {
+    if (cfg.raw)
+        printf("  phases: no stamps in --raw mode");
+    else
+        printf("  phases us (median / p99):");
+    for (int i = 0; i < 5 && !cfg.raw; i++) {
         if (ph[i].n)
             printf("  %s %.1f/%.1f", phase_names[i], ph[i].p50, ph[i].p99);
         else
@@ -819,8 +1016,17 @@ static int report(uint64_t client_cpu_us)
     if (cfg.idle)
         printf("  idle connections: %ld asked, %ld connected, %ld still open at the end\n",
                cfg.idle, idle_connected, idle_open);
-    printf("  client CPU %.0f%%%s\n", client_util * 100,
-           client_bound ? " - WARNING: the client was the bottleneck" : "");
+    if (server_cpu_us >= 0)
+        printf("  server (/proc/%ld): %.2f us CPU per request\n", cfg.server_pid,
+               n_samples ? server_cpu_us / (double)n_samples : 0);
+    printf("  client CPU %.0f%%, %.2f us per request", client_util * 100, client_per_req);
+    if (cfg.threads > 1) {
+        printf(" (threads:");
+        for (int t = 0; t < cfg.threads; t++)
+            printf(" %.0f%%", window > 0 ? (double)workers[t].cpu_used / 1e9 / window * 100 : 0);
+        printf(")");
+    }
+    printf("%s\n", client_bound ? " - WARNING: the client was the bottleneck" : "");
     if (never_served > 0)
         printf("  note: %ld connection%s never got a reply: the server did not serve them\n",
                never_served, never_served == 1 ? "" : "s");
@@ -846,9 +1052,11 @@ static int report(uint64_t client_cpu_us)
         fprintf(f,
                 ", \"port\": %d, \"connections\": %ld, "
                 "\"size\": %u, \"duration_s\": %g, \"requests\": %ld, \"warmup_s\": %g, "
-                "\"think_ms\": %g, \"rate\": %g, \"mode\": \"%s\", \"seed\": %u, \"idle\": %ld},\n",
+                "\"think_ms\": %g, \"rate\": %g, \"mode\": \"%s\", \"seed\": %u, \"idle\": %ld, "
+                "\"threads\": %d, \"raw\": %s, \"server_pid\": %ld},\n",
                 cfg.port, cfg.conns, cfg.size, cfg.duration_s, cfg.requests, cfg.warmup_s,
-                cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed", cfg.seed, cfg.idle);
+                cfg.think_ms, cfg.rate, cfg.rate > 0 ? "open" : "closed", cfg.seed, cfg.idle,
+                cfg.threads, cfg.raw ? "true" : "false", cfg.server_pid);
         fprintf(f, "  \"model\": ");
         json_string(f, model);
         fprintf(f, ",\n  \"window_s\": %.6f,\n  \"requests\": %zu,\n", window, n_samples);
@@ -896,8 +1104,24 @@ static int report(uint64_t client_cpu_us)
             sep = ", ";
         }
         fprintf(f,
-                "},\n  \"client\": {\"cpu_us\": %llu, \"cpu_util\": %.4f, \"bottleneck\": %s}\n}\n",
-                (unsigned long long)client_cpu_us, client_util, client_bound ? "true" : "false");
+                "},\n  \"client\": {\"cpu_us\": %llu, \"cpu_util\": %.4f, \"bottleneck\": %s, "
+                "\"cpu_us_per_request\": %.4f, \"threads\": %d, \"per_thread\": [",
+                (unsigned long long)client_cpu_us, client_util, client_bound ? "true" : "false",
+                client_per_req, cfg.threads);
+        for (int t = 0; t < cfg.threads; t++) {
+            struct worker *w = &workers[t];
+            fprintf(f,
+                    "%s{\"connections\": %ld, \"requests\": %zu, \"cpu_us\": %llu, "
+                    "\"cpu_util\": %.4f}",
+                    t ? ", " : "", w->n, w->n_samples, (unsigned long long)(w->cpu_used / 1000),
+                    window > 0 ? (double)w->cpu_used / 1e9 / window : 0);
+        }
+        fprintf(f, "]},\n  \"server_cpu_source\": ");
+        if (srv_cpu_source)
+            fprintf(f, "\"%s\",\n  \"server_cpu_us_per_request\": %.4f\n}\n", srv_cpu_source,
+                    srv_cpu_per_req);
+        else
+            fprintf(f, "null,\n  \"server_cpu_us_per_request\": null\n}\n");
         if (fclose(f) != 0)
             die(cfg.json);
     }
@@ -912,7 +1136,8 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: loadgen -p PORT [options]\n"
-            "Drive an iomodels server with ECHO frames and measure every request.\n\n"
+            "Drive an iomodels server with ECHO frames (or, with --raw, any TCP echo server)\n"
+            "and measure every request.\n\n"
             "  -a, --addr ADDR      server address (default 127.0.0.1)\n"
             "  -p, --port PORT      server port (required)\n"
             "  -c, --conns N        concurrent connections (default 1)\n"
@@ -930,6 +1155,10 @@ static void usage(FILE *to)
             "      --json FILE      the summary as JSON\n"
             "      --seed N         payload seed (default 1)\n"
             "      --timeout SECS   give up when no reply comes for this long (default 10)\n"
+            "  -t, --threads N      divide the connections among N threads (default 1)\n"
+            "      --raw            plain bytes: send -s bytes, expect them back (no frames,\n"
+            "                       stamps or STATS), for any TCP echo server\n"
+            "      --server-pid PID read the server's CPU time from /proc/PID over the window\n"
             "  -q, --quiet          no progress line each second\n"
             "  -h, --help\n\n"
             "Exit status: 0 all good, 1 errors (mismatches, error replies, failures), 2 usage,\n"
@@ -961,7 +1190,9 @@ static void parse_args(int argc, char **argv)
         O_SAMPLE,
         O_JSON,
         O_SEED,
-        O_TIMEOUT
+        O_TIMEOUT,
+        O_RAW,
+        O_SERVER_PID
     };
     static const struct option longopts[] = {
         {"addr", required_argument, NULL, 'a'},
@@ -980,12 +1211,15 @@ static void parse_args(int argc, char **argv)
         {"json", required_argument, NULL, O_JSON},
         {"seed", required_argument, NULL, O_SEED},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"threads", required_argument, NULL, 't'},
+        {"raw", no_argument, NULL, O_RAW},
+        {"server-pid", required_argument, NULL, O_SERVER_PID},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int o;
-    while ((o = getopt_long(argc, argv, "a:p:c:s:d:n:qh", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "a:p:c:s:d:n:t:qh", longopts, NULL)) != -1) {
         switch (o) {
         case 'a':
             cfg.addr = optarg;
@@ -1035,6 +1269,15 @@ static void parse_args(int argc, char **argv)
         case O_TIMEOUT:
             cfg.timeout_s = number("--timeout", optarg, 0.1, 3600);
             break;
+        case 't':
+            cfg.threads = (int)number("--threads", optarg, 1, MAX_THREADS);
+            break;
+        case O_RAW:
+            cfg.raw = true;
+            break;
+        case O_SERVER_PID:
+            cfg.server_pid = (long)number("--server-pid", optarg, 1, 4194304);
+            break;
         case 'q':
             cfg.quiet = true;
             break;
@@ -1054,6 +1297,15 @@ static void parse_args(int argc, char **argv)
         usage(stderr);
         exit(2);
     }
+    if (cfg.threads > cfg.conns) {
+        fprintf(stderr, "loadgen: -t %d needs at least as many connections (-c %ld)\n", cfg.threads,
+                cfg.conns);
+        exit(2);
+    }
+    if (cfg.raw && cfg.size == 0) {
+        fprintf(stderr, "loadgen: --raw needs -s of at least 1 byte\n");
+        exit(2);
+    }
 }
 
 static void raise_fd_limit(void)
@@ -1063,42 +1315,315 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)(cfg.conns + cfg.idle) + 16 > rl.rlim_cur) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+        (rlim_t)(cfg.conns + cfg.idle) + 16 + 2 * (rlim_t)cfg.threads > rl.rlim_cur) {
         fprintf(stderr, "loadgen: %ld connections need more descriptors than the limit (%llu)\n",
                 cfg.conns + cfg.idle, (unsigned long long)rl.rlim_cur);
         exit(2);
     }
 }
 
+/* ---- the server's CPU time from /proc (--server-pid) ------------------------------------ */
+
+/* The CPU time, in ns, of every thread the process has now: the first field of
+ * /proc/PID/task/TID/schedstat is the thread's time on a CPU (user + system), counted by the
+ * scheduler in nanoseconds. (A thread that exits within the window takes its time with it; a
+ * child process is not counted.) Negative if the process cannot be read. */
+static double proc_cpu_ns(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    double sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char file[128];
+        snprintf(file, sizeof file, "/proc/%ld/task/%.20s/schedstat", pid, e->d_name);
+        FILE *f = fopen(file, "r");
+        unsigned long long ns;
+        if (f == NULL)
+            continue; /* the thread has just exited */
+        if (fscanf(f, "%llu", &ns) == 1)
+            sum += (double)ns;
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
+/* ---- the run -------------------------------------------------------------------------- */
+
+/* Worker 0's own state: the window, the STATS control connection, the progress line. */
+static struct {
+    struct lconn *ctl; /* the control connection (NULL: no STATS, e.g. --raw) */
+    bool ramping, asked_before, asked_after, check_stall;
+    uint64_t ramp_end, warm_end, next_tick, end_deadline;
+    uint64_t cpu_start, cpu_used;     /* the process's CPU time (every thread) in the window */
+    double srv_cpu_start, srv_cpu_ns; /* --server-pid: the server's, from /proc */
+    uint64_t last_replies, prev_hist[HIST_BUCKETS];
+} run;
+
+static void set_state(int s)
+{
+    atomic_store_explicit(&state, s, memory_order_release);
+    for (int t = 1; t < cfg.threads; t++) { /* wake the others: they note their CPU time */
+        uint64_t one = 1;
+        if (write(workers[t].wakefd, &one, sizeof one) < 0)
+            die("write eventfd");
+    }
+}
+
+/* Is a live connection of w waiting for a reply? */
+static bool any_waiting(const struct worker *w)
+{
+    for (long i = 0; i < w->n; i++)
+        if (!w->conns[i].dead && w->conns[i].q_len > 0)
+            return true;
+    return false;
+}
+
+/* Has every connection of w that was ever served its last replies? */
+static bool drained(const struct worker *w)
+{
+    for (long i = 0; i < w->n; i++)
+        if (!w->conns[i].dead && w->conns[i].replies > 0 && w->conns[i].q_len > 0)
+            return false;
+    return true;
+}
+
 /* The stall timeout: a live connection waits for a reply, and no correct reply has come on
- * any connection for more than --timeout. Counted and reported once; the run then ends. */
-static bool stalled(uint64_t now)
+ * any connection for more than --timeout. Counted and reported once; the run then ends. While
+ * the other workers run, worker 0 goes by what they published at their last tick. */
+static bool stalled(uint64_t now, bool joined)
 {
     bool waiting = false;
-    for (long i = 0; i < cfg.conns && !waiting; i++)
-        waiting = !conns[i].dead && conns[i].q_len > 0;
-    if (!waiting || now - last_progress <= (uint64_t)(cfg.timeout_s * NS_PER_S))
+    uint64_t last = 0;
+    for (int t = 0; t < cfg.threads; t++) {
+        struct worker *w = &workers[t];
+        waiting = waiting || (t == 0 || joined ? any_waiting(w) : atomic_load(&w->waiting));
+        if (PEEK(w->last_progress) > last)
+            last = PEEK(w->last_progress);
+    }
+    if (!waiting || now - last <= (uint64_t)(cfg.timeout_s * NS_PER_S))
         return false;
-    err.stalled++;
+    BUMP(workers[0].err.stalled, 1);
     fprintf(stderr, "loadgen: no reply for %.1f s: giving up\n", cfg.timeout_s);
     return true;
 }
 
-static void progress(uint64_t now, uint64_t t_begin, uint64_t *last_replies)
+static void progress(uint64_t now)
 {
     double since = (double)(now - t_begin) / 1e9;
-    uint64_t n = replies_total - *last_replies;
-    uint64_t errors = err.payload_mismatch + err.seq_mismatch + err.bad_header + err.error_replies +
-                      err.refused + err.closed_by_server + err.connect_failed;
-    fprintf(stderr,
-            "loadgen: %5.1f s %s  %llu replies/s  p50 ~%.1f us  p99 ~%.1f us  errors %llu\n", since,
-            measuring ? "measuring" : (finished ? "finishing" : "warm-up  "), (unsigned long long)n,
-            hist_percentile(0.5) / 1e3, hist_percentile(0.99) / 1e3, (unsigned long long)errors);
-    memset(hist, 0, sizeof hist);
-    hist_n = 0;
-    *last_replies = replies_total;
+    uint64_t replies = 0, errors = 0, hist[HIST_BUCKETS], hist_n = 0;
+    for (int b = 0; b < HIST_BUCKETS; b++) {
+        uint64_t sum = 0;
+        for (int t = 0; t < cfg.threads; t++)
+            sum += PEEK(workers[t].hist[b]);
+        hist[b] = sum - run.prev_hist[b]; /* this second's round trips */
+        run.prev_hist[b] = sum;
+        hist_n += hist[b];
+    }
+    for (int t = 0; t < cfg.threads; t++) {
+        struct errors *e = &workers[t].err;
+        replies += PEEK(workers[t].replies_total);
+        errors += PEEK(e->payload_mismatch) + PEEK(e->seq_mismatch) + PEEK(e->bad_header) +
+                  PEEK(e->error_replies) + PEEK(e->refused) + PEEK(e->closed_by_server) +
+                  PEEK(e->connect_failed);
+    }
+    fprintf(
+        stderr, "loadgen: %5.1f s %s  %llu replies/s  p50 ~%.1f us  p99 ~%.1f us  errors %llu\n",
+        since, measuring() ? "measuring" : (finished() ? "finishing" : "warm-up  "),
+        (unsigned long long)(replies - run.last_replies), hist_percentile(hist, hist_n, 0.5) / 1e3,
+        hist_percentile(hist, hist_n, 0.99) / 1e3, (unsigned long long)errors);
+    run.last_replies = replies;
 }
 
+/* Worker 0, at the top of each pass of its loop: move the run along (ramp, warm-up, window,
+ * draining, progress, stall). Lowers *wake to the next time it has something to do. Returns
+ * true when the run is over. */
+static bool coordinate(uint64_t now, uint64_t *wake)
+{
+    long dead = 0, settled = 0;
+    for (int t = 0; t < cfg.threads; t++) {
+        dead += (long)PEEK(workers[t].active_dead);
+        settled += (long)PEEK(workers[t].settled);
+    }
+    if (dead == cfg.conns)
+        return true; /* every connection is gone: nothing is left to measure (window ends now) */
+    if (run.ramping && (settled >= cfg.conns || now >= run.ramp_end)) {
+        run.ramping = false;
+        ramp_time = (double)(now - t_begin) / 1e9;
+        ramp_unserved = cfg.conns - settled;
+        run.warm_end = now + (uint64_t)(cfg.warmup_s * NS_PER_S);
+    }
+    struct lconn *ctl = run.ctl;
+    if (!measuring() && !finished() && now >= run.warm_end) {
+        t_start = now;
+        t_end = cfg.requests ? UINT64_MAX : t_start + (uint64_t)(cfg.duration_s * NS_PER_S);
+        run.cpu_start = rusage_cpu_us();
+        if (cfg.server_pid)
+            run.srv_cpu_start = proc_cpu_ns(cfg.server_pid);
+        set_state(MEASURING);
+        if (ctl && !ctl->dead) {
+            queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0, 0);
+            run.asked_before = true;
+        }
+    }
+    if (measuring() && (now >= t_end || (cfg.requests && atomic_load(&measured_total) >=
+                                                             (unsigned long)cfg.requests))) {
+        t_end = now;
+        run.cpu_used = rusage_cpu_us() - run.cpu_start; /* the window only, not the draining */
+        if (cfg.server_pid)
+            run.srv_cpu_ns = proc_cpu_ns(cfg.server_pid) - run.srv_cpu_start;
+        run.end_deadline = now + (uint64_t)(cfg.timeout_s * NS_PER_S);
+        set_state(FINISHED);
+        if (ctl && !ctl->dead && run.asked_before) {
+            queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0, 0);
+            run.asked_after = true;
+        }
+    }
+    if (finished()) {
+        bool all_drained = drained(&workers[0]); /* served connections have their last replies */
+        for (int t = 1; t < cfg.threads && all_drained; t++)
+            all_drained = atomic_load(&workers[t].done);
+        if ((!run.asked_after || stats_after.have || ctl->dead) && all_drained)
+            return true;
+        if (now >= run.end_deadline) {
+            run.check_stall = true; /* a stall that began late in the window: the next tick */
+            return true;            /* would be too late (checked once every worker stopped) */
+        }
+    }
+    if (now >= run.next_tick) {
+        if (!cfg.quiet)
+            progress(now);
+        run.next_tick += NS_PER_S;
+        if (stalled(now, false)) {
+            if (!finished())
+                t_end = now;
+            return true;
+        }
+    }
+    if (run.next_tick < *wake)
+        *wake = run.next_tick;
+    if (!measuring() && !finished() && run.warm_end < *wake)
+        *wake = run.warm_end;
+    if (run.ramping && run.ramp_end < *wake)
+        *wake = run.ramp_end;
+    if (measuring() && t_end < *wake)
+        *wake = t_end;
+    if (finished() && run.end_deadline < *wake)
+        *wake = run.end_deadline;
+    return false;
+}
+
+/* Note the worker's own CPU time when it first sees the window open, and when it sees it
+ * closed: the figures for its saturation warning. */
+static void note_cpu(struct worker *w)
+{
+    int s = atomic_load_explicit(&state, memory_order_acquire);
+    if (s >= MEASURING && w->saw < MEASURING) {
+        w->cpu_start = thread_cpu_ns();
+        w->saw = MEASURING;
+    }
+    if (s == FINISHED && w->saw < FINISHED) {
+        w->cpu_used = thread_cpu_ns() - w->cpu_start;
+        w->saw = FINISHED;
+    }
+}
+
+/* One worker's event loop: its own open-loop schedule or think times, its own sockets. Worker 0
+ * also runs the window (coordinate()). */
+static void run_worker(struct worker *w)
+{
+    uint64_t next_tick = t_begin + NS_PER_S;
+    for (long i = 0; i < w->n; i++)
+        next_request(&w->conns[i]);
+    struct epoll_event evs[512];
+    while (!interrupted && !atomic_load_explicit(&quit, memory_order_relaxed)) {
+        uint64_t now = stamp_now();
+        uint64_t wake = UINT64_MAX;
+        if (w->index == 0 && coordinate(now, &wake))
+            break;
+        note_cpu(w);
+        bool fin = finished();
+        if (w->index > 0 && fin && drained(w)) {
+            atomic_store(&w->done, true);
+            break;
+        }
+        if (cfg.rate > 0 && !fin) {
+            while (w->next_due <= now) { /* open loop: whatever the replies do */
+                for (long k = 0; k < w->n; k++) {
+                    struct lconn *c = &w->conns[w->rr++ % (uint64_t)w->n];
+                    if (!c->dead) {
+                        queue_request(c, PROTO_ECHO, w->next_due, 0);
+                        break;
+                    }
+                }
+                w->next_due += w->gap;
+            }
+            if (w->next_due < wake)
+                wake = w->next_due;
+        }
+        while (w->think_len > 0 && w->think_due[w->think_head] <= now) {
+            struct lconn *c = &w->conns[w->think_q[w->think_head]];
+            w->think_head = (w->think_head + 1) % (size_t)w->n;
+            w->think_len--;
+            c->thinking = false;
+            if (!c->dead && !fin)
+                queue_request(c, PROTO_ECHO, 0, 0);
+        }
+        if (w->think_len > 0 && w->think_due[w->think_head] < wake)
+            wake = w->think_due[w->think_head];
+        if (w->index > 0) { /* publish for worker 0's stall check, once a second */
+            if (now >= next_tick) {
+                atomic_store(&w->waiting, any_waiting(w));
+                next_tick += NS_PER_S;
+            }
+            if (next_tick < wake)
+                wake = next_tick;
+        }
+        /* Sleep until the next thing that is due. */
+        now = stamp_now();
+        struct timespec ts = {0, 0};
+        if (wake > now)
+            ts = (struct timespec){(time_t)((wake - now) / NS_PER_S),
+                                   (long)((wake - now) % NS_PER_S)};
+        int n = epoll_pwait2(w->epfd, evs, 512, &ts, NULL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            die("epoll_pwait2");
+        }
+        for (int i = 0; i < n; i++) {
+            struct lconn *c = evs[i].data.ptr;
+            if (c == NULL) { /* the wake-up eventfd */
+                uint64_t count;
+                if (read(w->wakefd, &count, sizeof count) < 0 && errno != EAGAIN)
+                    die("read eventfd");
+                continue;
+            }
+            if (c->dead)
+                continue;
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                readable(c);
+            if (!c->dead && (evs[i].events & EPOLLOUT))
+                flush(c);
+        }
+    }
+    note_cpu(w);
+    if (w->saw == MEASURING) /* the run ended inside the window */
+        w->cpu_used = thread_cpu_ns() - w->cpu_start;
+}
+
+static void *worker_thread(void *arg)
+{
+    run_worker(arg);
+    return NULL;
+}
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
@@ -1120,12 +1645,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < (size_t)cfg.size + PATTERN_SLACK; i++)
         pattern[i] = (uint8_t)(random() >> 7);
     n_all = cfg.idle + cfg.conns;
+    n_all = cfg.idle + cfg.conns;
     all = calloc((size_t)n_all, sizeof *all);
-    conns = all == NULL ? NULL : all + cfg.idle;
-    think_q = calloc((size_t)cfg.conns, sizeof *think_q);
-    think_due = calloc((size_t)cfg.conns, sizeof *think_due);
-    if (conns == NULL || think_q == NULL || think_due == NULL)
+    if (all == NULL)
         die("calloc");
+    conns = all + cfg.idle;
     if (cfg.csv) {
         csv = fopen(cfg.csv, "w");
         if (csv == NULL)
@@ -1135,153 +1659,106 @@ int main(int argc, char **argv)
               "processing_ns,round_trip_ns\n",
               csv);
     }
-    epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd < 0)
-        die("epoll_create1");
+    /* Worker t gets the active connections i with i * threads / conns == t: contiguous
+     * shares that differ by one at most. */
+    for (int t = 0; t < cfg.threads; t++) {
+        struct worker *w = &workers[t];
+        w->index = t;
+        long first = ((long)t * cfg.conns + cfg.threads - 1) / cfg.threads;
+        long end = ((long)(t + 1) * cfg.conns + cfg.threads - 1) / cfg.threads;
+        w->conns = conns + first;
+        w->n = end - first;
+        w->think_q = calloc((size_t)w->n, sizeof *w->think_q);
+        w->think_due = calloc((size_t)w->n, sizeof *w->think_due);
+        if (w->think_q == NULL || w->think_due == NULL)
+            die("calloc");
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (w->epfd < 0)
+            die("epoll_create1");
+        w->wakefd = -1;
+        if (t > 0) { /* worker 0 wakes the others with it when the window opens or closes */
+            w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+            if (w->wakefd < 0 || epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0)
+                die("eventfd");
+        }
+        /* -n: room for every sample (one worker may get them all); else a start, doubled
+         * when full */
+        samples_reserve(w, cfg.requests ? (size_t)cfg.requests + 1 : 65536);
+    }
 
     connect_all();
-    struct lconn *ctl = control_conn();
-    if (ctl == NULL) {
+    struct lconn *first = control_conn();
+    if (first == NULL) {
         fprintf(stderr, "loadgen: no connection to %s:%d could be made\n", cfg.addr, cfg.port);
         return 1;
     }
+    /* The STATS control connection: worker 0's first live one (--raw: none). */
+    run.ctl = !cfg.raw && first->w == &workers[0] ? first : NULL;
 
-    uint64_t t_begin = stamp_now();
+    t_begin = stamp_now();
     /* --ramp: thousands of connections (a thread or process each) take a while to be served
      * for the first time; the warm-up starts once they all have been, or when the ramp's time
      * is up. A connection still unserved then shows up as "never served". */
-    uint64_t ramp_end = t_begin + (uint64_t)(cfg.ramp_s * NS_PER_S);
-    bool ramping = cfg.ramp_s > 0;
-    uint64_t warm_end = ramping ? UINT64_MAX : t_begin + (uint64_t)(cfg.warmup_s * NS_PER_S);
-    uint64_t next_tick = t_begin + NS_PER_S;
-    uint64_t next_due = t_begin; /* open loop schedule */
-    uint64_t gap = cfg.rate > 0 ? (uint64_t)(1e9 / cfg.rate) : 0;
-    uint64_t rr = 0;
-    uint64_t cpu_start = 0;
-    uint64_t end_deadline = 0; /* after the window: how long to wait for the closing STATS */
-    uint64_t last_replies = 0, cpu_used = 0;
-    bool asked_before = false, asked_after = false;
-    last_progress = t_begin;
-
-    for (long i = 0; i < cfg.conns; i++)
-        next_request(&conns[i]);
-
-    struct epoll_event evs[512];
-    while (!interrupted) {
-        uint64_t now = stamp_now();
-        if (active_dead == cfg.conns)
-            break; /* every connection is gone: nothing is left to measure (window ends now) */
-        if (ramping && (settled >= cfg.conns || now >= ramp_end)) {
-            ramping = false;
-            ramp_time = (double)(now - t_begin) / 1e9;
-            ramp_unserved = cfg.conns - settled;
-            warm_end = now + (uint64_t)(cfg.warmup_s * NS_PER_S);
-        }
-        if (!measuring && !finished && now >= warm_end) {
-            measuring = true;
-            t_start = now;
-            t_end = cfg.requests ? UINT64_MAX : t_start + (uint64_t)(cfg.duration_s * NS_PER_S);
-            cpu_start = rusage_cpu_us();
-            if (!ctl->dead) {
-                queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0);
-                asked_before = true;
-            }
-        }
-        if (measuring && !finished &&
-            (now >= t_end || (cfg.requests && n_samples >= (size_t)cfg.requests))) {
-            finished = true;
-            measuring = false;
-            t_end = now;
-            cpu_used = rusage_cpu_us() - cpu_start; /* the window only, not the draining after */
-            end_deadline = now + (uint64_t)(cfg.timeout_s * NS_PER_S);
-            if (!ctl->dead && asked_before) {
-                queue_request(ctl, PROTO_STATS, cfg.rate > 0 ? now : 0);
-                asked_after = true;
-            }
-        }
-        if (finished) {
-            bool served_idle = true; /* served connections have their last replies */
-            for (long i = 0; i < cfg.conns && served_idle; i++)
-                if (!conns[i].dead && conns[i].replies > 0 && conns[i].q_len > 0)
-                    served_idle = false;
-            if ((!asked_after || stats_after.have || ctl->dead) && served_idle)
-                break;
-            if (now >= end_deadline) {
-                /* a stall that began late in the window: the next tick would be too late */
-                stalled(now);
-                break;
-            }
-        }
-        if (cfg.rate > 0 && !finished) {
-            while (next_due <= now) { /* open loop: whatever the replies do */
-                for (long k = 0; k < cfg.conns; k++) {
-                    struct lconn *c = &conns[rr++ % (uint64_t)cfg.conns];
-                    if (!c->dead) {
-                        queue_request(c, PROTO_ECHO, next_due);
-                        break;
-                    }
-                }
-                next_due += gap;
-            }
-        }
-        while (think_len > 0 && think_due[think_head] <= now) {
-            struct lconn *c = &conns[think_q[think_head]];
-            think_head = (think_head + 1) % (size_t)cfg.conns;
-            think_len--;
-            c->thinking = false;
-            if (!c->dead && !finished)
-                queue_request(c, PROTO_ECHO, 0);
-        }
-        if (now >= next_tick) {
-            if (!cfg.quiet)
-                progress(now, t_begin, &last_replies);
-            next_tick += NS_PER_S;
-            if (stalled(now)) {
-                if (!finished)
-                    t_end = now;
-                break;
-            }
-        }
-        /* Sleep until the next thing that is due. */
-        uint64_t wake = next_tick;
-        if (cfg.rate > 0 && !finished && next_due < wake)
-            wake = next_due;
-        if (think_len > 0 && think_due[think_head] < wake)
-            wake = think_due[think_head];
-        if (!measuring && !finished && warm_end < wake)
-            wake = warm_end;
-        if (ramping && ramp_end < wake)
-            wake = ramp_end;
-        if (measuring && t_end < wake)
-            wake = t_end;
-        now = stamp_now();
-        struct timespec ts = {0, 0};
-        if (wake > now)
-            ts = (struct timespec){(time_t)((wake - now) / NS_PER_S),
-                                   (long)((wake - now) % NS_PER_S)};
-        int n = epoll_pwait2(epfd, evs, 512, &ts, NULL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            die("epoll_pwait2");
-        }
-        for (int i = 0; i < n; i++) {
-            struct lconn *c = evs[i].data.ptr;
-            if (c->dead)
-                continue;
-            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                readable(c);
-            if (!c->dead && (evs[i].events & EPOLLOUT))
-                flush(c);
+    run.ramp_end = t_begin + (uint64_t)(cfg.ramp_s * NS_PER_S);
+    run.ramping = cfg.ramp_s > 0;
+    run.warm_end = run.ramping ? UINT64_MAX : t_begin + (uint64_t)(cfg.warmup_s * NS_PER_S);
+    run.next_tick = t_begin + NS_PER_S;
+    for (int t = 0; t < cfg.threads; t++) {
+        struct worker *w = &workers[t];
+        SET(w->last_progress, t_begin);
+        if (cfg.rate > 0) { /* the workers' schedules interleave into one of R per second */
+            w->gap = (uint64_t)(1e9 * cfg.threads / cfg.rate);
+            w->next_due = t_begin + (uint64_t)(1e9 * t / cfg.rate);
         }
     }
-    if (!finished && measuring) { /* interrupted, stalled or every connection gone */
+
+    /* The other workers take no signals: SIGINT and SIGTERM go to worker 0, whose wait they
+     * interrupt. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int t = 1; t < cfg.threads; t++) {
+        int rc = pthread_create(&workers[t].thread, NULL, worker_thread, &workers[t]);
+        if (rc != 0) {
+            errno = rc;
+            die("pthread_create");
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    run_worker(&workers[0]);
+    atomic_store(&quit, true);
+    for (int t = 1; t < cfg.threads; t++) {
+        uint64_t one = 1;
+        if (write(workers[t].wakefd, &one, sizeof one) < 0)
+            die("write eventfd");
+        int rc = pthread_join(workers[t].thread, NULL);
+        if (rc != 0) {
+            errno = rc;
+            die("pthread_join");
+        }
+    }
+    if (run.check_stall)
+        stalled(stamp_now(), true);
+    if (measuring()) { /* interrupted, stalled or every connection gone */
         t_end = stamp_now();
-        cpu_used = rusage_cpu_us() - cpu_start;
-    } else if (!finished) {
+        run.cpu_used = rusage_cpu_us() - run.cpu_start;
+        if (cfg.server_pid)
+            run.srv_cpu_ns = proc_cpu_ns(cfg.server_pid) - run.srv_cpu_start;
+    } else if (!finished()) {
         t_end = t_start;
     }
+    /* Another worker may have measured a reply in the moment between worker 0's reading of
+     * the clock that ended the window and its telling them: the window covers it too. */
+    for (int t = 0; t < cfg.threads; t++)
+        if (workers[t].n_samples > 0 && workers[t].last_recv > t_end)
+            t_end = workers[t].last_recv;
     if (csv && fclose(csv) != 0)
         die(cfg.csv);
-    return report(cpu_used);
+    double srv_cpu_us = -1;
+    if (cfg.server_pid && run.srv_cpu_start >= 0 && run.srv_cpu_ns >= 0)
+        srv_cpu_us = run.srv_cpu_ns / 1e3;
+    return report(run.cpu_used, srv_cpu_us);
 }

@@ -79,6 +79,8 @@ static void queue_reply(struct conn *c, uint8_t type, uint8_t status, uint32_t s
     proto_write_reply_prefix(p, type, status, seq, (uint32_t)len, st);
     if (len > 0)
         memcpy(p + PROTO_REPLY_PREFIX_SIZE, payload, len);
+    if (!stamp_enabled())
+        return; /* --no-stamps: t_reply stays 0 */
     if (c->n_unstamped == c->cap_unstamped) {
         size_t old = c->cap_unstamped * sizeof *c->unstamped;
         c->cap_unstamped = c->cap_unstamped ? 2 * c->cap_unstamped : 16;
@@ -159,7 +161,7 @@ void conn_accept_failed(int listen_fd, int err)
             spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         }
     }
-    uint64_t now = stamp_now();
+    uint64_t now = stamp_clock();
     if (now - last_log_ns < 1000000000u) {
         unlogged++;
         return;
@@ -203,7 +205,7 @@ struct conn *conn_open(int fd, const struct server_options *opt)
         die("calloc");
     c->fd = fd;
     c->opt = opt;
-    c->last_active = stamp_now(); /* the idle timeout counts from here */
+    c->last_active = stamp_clock_coarse(); /* the idle timeout counts from here */
     proto_parser_init(&c->parser, opt->max_frame);
     pthread_mutex_lock(&open_lock);
     c->next = open_conns;
@@ -310,8 +312,9 @@ void conn_received(struct conn *c, size_t n, const struct proto_stamps *st)
         c->in.start += ev.consumed;
     }
     /* Timeouts: bytes came now; what is left is a request begun now, unless it was begun
-     * before this read and is still the same one (nothing was answered). */
-    c->last_active = st->copy_end ? st->copy_end : st->ready ? st->ready : stamp_now();
+     * before this read and is still the same one (nothing was answered). The read's own stamp
+     * if it has one, else the cheap clock (--no-stamps, or a model without copy stamps). */
+    c->last_active = st->copy_end ? st->copy_end : st->ready ? st->ready : stamp_clock_coarse();
     if (had == 0 || c->in.start != start)
         c->request_begun = c->last_active;
     if (c->in.start == c->in.end)
@@ -351,7 +354,7 @@ bool conn_done(const struct conn *c)
 static void stamp_replies(struct conn *c)
 {
     if (c->n_unstamped == 0)
-        return;
+        return; /* (always so with --no-stamps) */
     uint64_t now = stamp_now();
     for (size_t i = 0; i < c->n_unstamped; i++)
         proto_put_u64(c->out.data + c->out.start + (c->unstamped[i] - c->out_sent), now);
@@ -372,7 +375,7 @@ void conn_output_sent(struct conn *c, size_t n)
     c->out_sent += (uint64_t)n;
     if (c->out.start == c->out.end) {
         c->out.start = c->out.end = 0;
-        c->last_active = stamp_now(); /* all sent: an idle time may begin */
+        c->last_active = stamp_clock_coarse(); /* all sent: an idle time may begin */
     }
 }
 
@@ -405,7 +408,7 @@ int conn_flush(struct conn *c)
         c->out_sent += (uint64_t)n;
     }
     c->out.start = c->out.end = 0;
-    c->last_active = stamp_now(); /* all sent: an idle time may begin */
+    c->last_active = stamp_clock_coarse(); /* all sent: an idle time may begin */
     return 1;
 }
 
@@ -486,7 +489,7 @@ static void log_timeout(const struct conn *c, const char *what)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static uint64_t last_log_ns, unlogged;
-    uint64_t now = stamp_now(), more = 0;
+    uint64_t now = stamp_clock(), more = 0;
     bool log = false;
     pthread_mutex_lock(&lock);
     if (last_log_ns == 0 || now - last_log_ns >= 1000000000u) {
@@ -552,19 +555,28 @@ uint64_t conn_timeout_resolution(const struct server_options *opt)
 }
 
 static uint64_t next_sweep_ns; /* when conn_sweep() looks next (0: at once) */
+static uint64_t sweep_clock;   /* conn_sweep()'s reading of the clock, for the wait after it */
 
-/* Nanoseconds until the next sweep is due (0: now), UINT64_MAX if none ever is. */
-static uint64_t until_sweep(const struct server_options *opt)
+/* Nanoseconds from now until the next sweep is due (0: now), UINT64_MAX if none ever is. */
+static uint64_t until_sweep(const struct server_options *opt, uint64_t now)
 {
     if (conn_timeout_resolution(opt) == 0)
         return UINT64_MAX;
-    uint64_t now = stamp_now();
     return next_sweep_ns > now ? next_sweep_ns - now : 0;
+}
+
+/* The time for the wait that follows conn_sweep(): its reading, taken a moment ago (one clock
+ * read per turn of the loop, not two), else a new one. */
+static uint64_t wait_clock(void)
+{
+    uint64_t now = sweep_clock ? sweep_clock : stamp_clock();
+    sweep_clock = 0;
+    return now;
 }
 
 int conn_sweep_wait_ms(const struct server_options *opt, int wait_ms)
 {
-    uint64_t left = until_sweep(opt);
+    uint64_t left = until_sweep(opt, wait_clock());
     if (left == UINT64_MAX)
         return wait_ms;
     uint64_t ms = (left + 999999u) / 1000000u; /* rounded up: wake at or after the time */
@@ -573,7 +585,7 @@ int conn_sweep_wait_ms(const struct server_options *opt, int wait_ms)
 
 const struct timespec *conn_sweep_timeout(const struct server_options *opt, struct timespec *ts)
 {
-    uint64_t left = until_sweep(opt);
+    uint64_t left = until_sweep(opt, wait_clock());
     if (left == UINT64_MAX)
         return NULL;
     ts->tv_sec = (time_t)(left / 1000000000u);
@@ -583,18 +595,53 @@ const struct timespec *conn_sweep_timeout(const struct server_options *opt, stru
 
 bool conn_sweep_due(const struct server_options *opt)
 {
-    return until_sweep(opt) == 0;
+    return conn_timeout_resolution(opt) != 0 && until_sweep(opt, stamp_clock()) == 0;
 }
 
 void conn_sweep(const struct server_options *opt, void (*time_out)(struct conn *c, uint64_t now))
 {
-    if (!conn_sweep_due(opt))
+    if (conn_timeout_resolution(opt) == 0)
         return;
-    uint64_t now = stamp_now();
+    uint64_t now = sweep_clock = stamp_clock();
+    if (until_sweep(opt, now) != 0)
+        return;
     next_sweep_ns = now + conn_timeout_resolution(opt);
     for (struct conn *c = open_conns, *next; c != NULL; c = next) {
         next = c->next; /* time_out() may close c */
         if (conn_time_left(c, now) == 0)
             time_out(c, now);
     }
+}
+
+/* ---- For models whose library owns the socket (models/libevent.c, models/libuv.c) ---- */
+
+void conn_release(struct conn *c)
+{
+    if (c->closing && !c->broken && shutdown(c->fd, SHUT_WR) == 0) {
+        char sink[4096]; /* as close_gracefully(), but the library will close() the socket */
+        for (int i = 0; i < 64; i++) {
+            ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+            if (n <= 0 && !(n < 0 && errno == EINTR))
+                break;
+        }
+    }
+    conn_free(c);
+    stats_sub(STAT_connections_open, 1);
+}
+
+void conn_output_trim(struct conn *c)
+{
+    if (buffer_used(&c->out) > 0 || c->out.cap <= CONN_READ_CHUNK)
+        return;
+    count_buffer_bytes(c->out.cap, 0);
+    free(c->out.data);
+    c->out.data = NULL;
+    c->out.start = c->out.end = c->out.cap = 0;
+}
+
+void conn_write_failed(struct conn *c, int err)
+{
+    c->broken = true;
+    stats_add(STAT_errors_reset, 1);
+    fprintf(stderr, "fd %d: send: %s; closing the connection\n", c->fd, strerror(err));
 }

@@ -170,4 +170,17 @@ bool conn_sweep_due(const struct server_options *opt);
  * it and closes c the model's own way. It may close c, but no other connection. */
 void conn_sweep(const struct server_options *opt, void (*time_out)(struct conn *c, uint64_t now));
 
+/* For models whose library owns the socket and closes it itself (libuv's uv_close(), a
+ * bufferevent with BEV_OPT_CLOSE_ON_FREE): all that conn_close() does but the close(): after an
+ * error reply, shut down the sending side and drain what the peer sent; then free c. */
+void conn_release(struct conn *c);
+
+/* ...and whose library keeps its own copy of the output (bufferevent_write(), uv_write()): once
+ * conn.c's output buffer is empty, give its memory back if a big reply had grown it. */
+void conn_output_trim(struct conn *c);
+
+/* The library's write failed with err (EPIPE, ECONNRESET...): count it, log it, mark c broken
+ * (conn_done() is then true). */
+void conn_write_failed(struct conn *c, int err);
+
 #endif

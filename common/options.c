@@ -26,6 +26,9 @@ static void usage(const struct server_options *opt, FILE *to)
         "                            of a second are allowed in both\n"
         "      --work                compute in the background while not serving, counted in\n"
         "                            STATS as work_units (see docs/models/ for each model)\n"
+        "      --no-stamps           send every stamp as 0, reading no clock and asking the\n"
+        "                            kernel for no arrival stamp for them: shows what the\n"
+        "                            measurement costs (STATS says stamps=0)\n"
         "  -h, --help                show this help\n"
         "  -V, --version             show the version\n\n"
         "The first line on stdout is \"listening on ADDR:PORT\". SIGINT or SIGTERM stops the\n"
@@ -66,7 +69,14 @@ static uint64_t parse_seconds(const struct server_options *opt, const char *name
 void options_parse(int argc, char **argv, const char *model, const char *summary,
                    struct server_options *opt)
 {
-    enum { OPT_MAX_CONNS = 256, OPT_MAX_FRAME, OPT_WORK, OPT_IDLE_TIMEOUT, OPT_FRAME_TIMEOUT };
+    enum {
+        OPT_MAX_CONNS = 256,
+        OPT_MAX_FRAME,
+        OPT_WORK,
+        OPT_IDLE_TIMEOUT,
+        OPT_FRAME_TIMEOUT,
+        OPT_NO_STAMPS
+    };
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},
         {"bind", required_argument, NULL, 'b'},
@@ -75,6 +85,7 @@ void options_parse(int argc, char **argv, const char *model, const char *summary
         {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT},
         {"work", no_argument, NULL, OPT_WORK},
+        {"no-stamps", no_argument, NULL, OPT_NO_STAMPS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -86,6 +97,7 @@ void options_parse(int argc, char **argv, const char *model, const char *summary
         .port = OPTIONS_DEFAULT_PORT,
         .max_conns = OPTIONS_DEFAULT_MAX_CONNS,
         .max_frame = PROTO_DEFAULT_MAX_FRAME,
+        .stamps = 1,
         .idle_timeout_ns = OPTIONS_DEFAULT_IDLE_TIMEOUT * 1000000000ull,
         .frame_timeout_ns = OPTIONS_DEFAULT_FRAME_TIMEOUT * 1000000000ull,
     };
@@ -112,6 +124,9 @@ void options_parse(int argc, char **argv, const char *model, const char *summary
             break;
         case OPT_WORK:
             opt->work = 1;
+            break;
+        case OPT_NO_STAMPS:
+            opt->stamps = 0;
             break;
         case 'h':
             usage(opt, stdout);

@@ -19,6 +19,7 @@ struct server_options {
     long max_conns;      /* --max-conns N: connections past it are told so and closed */
     uint32_t max_frame;  /* --max-frame BYTES: longest accepted payload */
     int work;            /* --work: do background computation while not serving (work.h) */
+    int stamps;          /* 0 with --no-stamps: every stamp 0, no clock read or kernel stamp */
     /* --idle-timeout SECS: close a connection idle this long; --frame-timeout SECS: close one
      * whose frame or line, once begun, is not whole within this. Nanoseconds; 0: never. */
     uint64_t idle_timeout_ns, frame_timeout_ns;

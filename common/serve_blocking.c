@@ -29,7 +29,7 @@
  * timeout now set, in microseconds (0: none). */
 static bool time_is_up(struct conn *c, long long *set_us)
 {
-    uint64_t now = stamp_now(), left = conn_time_left(c, now);
+    uint64_t now = stamp_clock(), left = conn_time_left(c, now);
     if (left == 0 && conn_timed_out(c, now))
         return true; /* the wait ran out, or bytes trickled in past the deadline */
     uint64_t step = conn_timeout_resolution(c->opt);
@@ -46,7 +46,8 @@ static bool time_is_up(struct conn *c, long long *set_us)
 
 void serve_blocking(struct conn *c)
 {
-    long long timeout_us = 0; /* the socket's SO_RCVTIMEO (0: none, as on a new socket) */
+    long long timeout_us = -1; /* the socket's SO_RCVTIMEO (-1: not set yet: the listening
+                                * socket's may be inherited, see server_accept_wakes_each_second) */
     /* server_stopping(): SIGTERM under steady load usually lands between calls, not in one */
     while (!conn_done(c) && !server_stopping()) {
         if (time_is_up(c, &timeout_us)) {

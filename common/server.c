@@ -108,14 +108,17 @@ static int open_listener(const struct server_options *opt)
      * back until the previous one is acknowledged. Accepted sockets inherit this. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0)
         die("setsockopt TCP_NODELAY");
-    /* Accepted sockets inherit this: every recvmsg() then carries the kernel's arrival stamp. */
-    if (stamp_enable_arrival(fd) < 0)
-        die("setsockopt SO_TIMESTAMPNS");
-    /* If no socket in the system had asked for stamps, the kernel switches them on a moment
-     * later, from a worker queued on this CPU (net_enable_timestamp() defers it): let it run
-     * before any client can connect, or a model that never sleeps (nonblock, --work) keeps it
-     * waiting and the first requests arrive unstamped. */
-    sched_yield();
+    /* Accepted sockets inherit this: every recvmsg() then carries the kernel's arrival stamp.
+     * (Not with --no-stamps: then the kernel need not stamp packets for us at all.) */
+    if (opt->stamps) {
+        if (stamp_enable_arrival(fd) < 0)
+            die("setsockopt SO_TIMESTAMPNS");
+        /* If no socket in the system had asked for stamps, the kernel switches them on a
+         * moment later, from a worker queued on this CPU (net_enable_timestamp() defers it):
+         * let it run before any client can connect, or a model that never sleeps (nonblock,
+         * --work) keeps it waiting and the first requests arrive unstamped. */
+        sched_yield();
+    }
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
         die("bind");
     freeaddrinfo(ai);
@@ -144,6 +147,8 @@ int server_start(int argc, char **argv, const char *model, const char *summary,
 {
     server_model = model;
     options_parse(argc, argv, model, summary, opt);
+    if (!opt->stamps)
+        stamp_disable(); /* before any thread, and before anything takes a stamp */
     stats_init(model);
     install_signals();
     raise_descriptor_limit();
@@ -155,4 +160,11 @@ int server_finish(void)
 {
     stats_print_line();
     return 0;
+}
+
+void server_accept_wakes_each_second(int listen_fd)
+{
+    struct timeval tv = {.tv_sec = 1};
+    if (setsockopt(listen_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        die("setsockopt SO_RCVTIMEO");
 }

@@ -26,6 +26,13 @@ int server_finish(void);
 /* For set-up failures: print "model: what: strerror(errno)" and exit 1. */
 _Noreturn void die(const char *what);
 
+/* For a model that sleeps in a blocking accept(): a stop signal that lands after its last look
+ * at server_stopping() but before accept() begins would not interrupt the accept(), and the
+ * server would sleep on until the next client came. With this (SO_RCVTIMEO on the listening
+ * socket) accept() gives up after a second with EAGAIN, and the model looks again. Accepted
+ * sockets inherit the timeout; serve_blocking() sets their own. Dies on failure. */
+void server_accept_wakes_each_second(int listen_fd);
+
 /* Make a descriptor non-blocking (fcntl O_NONBLOCK). Returns 0 or -1 with errno. */
 int set_nonblocking(int fd);
 

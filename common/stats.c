@@ -58,7 +58,7 @@ static void take_baseline(void)
     if (getrusage(RUSAGE_SELF, &baseline_usage) != 0)
         memset(&baseline_usage, 0, sizeof baseline_usage);
     pthread_mutex_unlock(&baseline_lock);
-    atomic_store(&shared->baseline_ns, stamp_now());
+    atomic_store(&shared->baseline_ns, stamp_clock());
 }
 
 void stats_init(const char *model)
@@ -216,6 +216,7 @@ size_t stats_format(char *out, size_t size, char sep)
             used += (size_t)n_;                                                                    \
     } while (0)
     APPEND("model=%s%c", model_name, sep);
+    APPEND("stamps=%d%c", stamp_enabled() ? 1 : 0, sep); /* 0: --no-stamps */
     for (int i = 0; i < STATS_COUNT; i++) {
         uint64_t v = stats_get((enum stats_id)i);
         if (v == 0 && hidden_when_zero(i))
@@ -229,7 +230,7 @@ size_t stats_format(char *out, size_t size, char sep)
     APPEND("threads=%ld%c", task_count(), sep);
     APPEND("rss_peak_kb=%ld%c", rss_peak_kb(), sep);
     APPEND("elapsed_us=%llu",
-           (unsigned long long)((stamp_now() - atomic_load(&shared->baseline_ns)) / 1000u));
+           (unsigned long long)((stamp_clock() - atomic_load(&shared->baseline_ns)) / 1000u));
     if (sep == '\n')
         APPEND("\n");
 #undef APPEND

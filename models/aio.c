@@ -282,9 +282,9 @@ int main(int argc, char **argv)
     uint64_t next_rescan = 0;
     for (;;) {
         conn_sweep(&opt, time_out); /* if one is due */
-        if (stamp_now() >= next_rescan) {
+        if (stamp_clock() >= next_rescan) {
             rescan_in_flight(n_slots);
-            next_rescan = stamp_now() + 1000000000u;
+            next_rescan = stamp_clock() + 1000000000u;
         }
         if (accept_failed)
             accept_connections(listen_fd);

@@ -31,13 +31,14 @@ int main(int argc, char **argv)
     struct server_options opt;
     int listen_fd = server_start(argc, argv, "blocking",
                                  "blocking I/O, iterative: one connection at a time", &opt);
+    server_accept_wakes_each_second(listen_fd); /* to look for a stop signal (server.h) */
     while (!server_stopping()) {
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); /* blocks until a client comes */
         stats_add(STAT_calls_accept, 1);
         if (fd < 0) {
             if (errno == EINTR)
                 stats_add(STAT_eintr, 1);
-            else if (errno != ECONNABORTED)
+            else if (errno != ECONNABORTED && errno != EAGAIN) /* EAGAIN: a second, no client */
                 conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving */
             continue;
         }

@@ -89,9 +89,9 @@ static _Noreturn void serve_child(struct conn *c, int listen_fd)
  * and gone back to sleep in recv()), reap them, and SIGKILL what is left after STOP_WAIT_NS. */
 static void stop_children(void)
 {
-    uint64_t deadline = stamp_now() + STOP_WAIT_NS;
+    uint64_t deadline = stamp_clock() + STOP_WAIT_NS;
     reap_children();
-    while (n_children > 0 && stamp_now() < deadline) {
+    while (n_children > 0 && stamp_clock() < deadline) {
         for (size_t i = 0; i < n_children; i++)
             if (kill(children[i], SIGTERM) < 0) /* cannot fail: it is not reaped yet */
                 die("kill");
@@ -116,6 +116,7 @@ int main(int argc, char **argv)
     struct server_options opt;
     int listen_fd =
         server_start(argc, argv, "fork", "blocking I/O, one process per connection", &opt);
+    server_accept_wakes_each_second(listen_fd); /* to look for a stop signal (server.h) */
     stats_share_between_processes(); /* before the first fork: see the header */
     struct sigaction chld = {.sa_handler = on_sigchld};
     sigemptyset(&chld.sa_mask);
@@ -132,7 +133,7 @@ int main(int argc, char **argv)
         if (fd < 0) {
             if (err == EINTR) /* SIGCHLD, or a stop signal */
                 stats_add(STAT_eintr, 1);
-            else if (err != ECONNABORTED)
+            else if (err != ECONNABORTED && err != EAGAIN) /* EAGAIN: a second, no client */
                 conn_accept_failed(listen_fd, err); /* e.g. ENFILE: keep serving */
             continue;
         }

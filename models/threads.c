@@ -38,6 +38,7 @@ int main(int argc, char **argv)
     struct server_options opt;
     int listen_fd =
         server_start(argc, argv, "threads", "blocking I/O, one thread per connection", &opt);
+    server_accept_wakes_each_second(listen_fd); /* to look for a stop signal (server.h) */
     pthread_attr_t attr;
     if (pthread_attr_init(&attr) != 0 ||
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
@@ -50,7 +51,7 @@ int main(int argc, char **argv)
         if (fd < 0) {
             if (errno == EINTR)
                 stats_add(STAT_eintr, 1);
-            else if (errno != ECONNABORTED)
+            else if (errno != ECONNABORTED && errno != EAGAIN) /* EAGAIN: a second, no client */
                 conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving */
             continue;
         }

@@ -20,7 +20,26 @@ model_colours = '#1f77b4 #ff7f0e #8c564b #d62728 #9467bd #e377c2 #2ca02c #17becf
 index_of(w, list) = sum [k=1:words(list)] (word(list, k) eq w ? k : 0)
 in_list(w, list) = index_of(w, list) > 0
 # (an unknown name, or an empty iteration that gnuplot still parses, gets dark grey)
-model_colour(m) = in_list(m, all_models) ? word(model_colours, index_of(m, all_models)) : '#555555'
+# Reference servers (refs: the production-library servers among models, listed after the
+# teaching models) are set apart in every figure: grey, thin, dashed where a line's dash has no
+# other meaning, open markers of their own shapes, "(reference)" in their titles; bar charts
+# hatch them and leave a gap before them (ref_gap, in bar widths).
+if (!exists('refs')) refs = ''
+is_ref(m) = in_list(m, refs)
+ref_index(m) = 1 + (index_of(m, refs) - 1) % 4
+model_colour(m) = is_ref(m) ? word('#2b2b2b #767676 #4f4f4f #a0a0a0', ref_index(m)) : \
+    in_list(m, all_models) ? word(model_colours, index_of(m, all_models)) : '#555555'
+model_title(m) = is_ref(m) ? m.' (reference)' : m
+model_lw(m) = is_ref(m) ? 2 : 3
+model_dt(m) = is_ref(m) ? 2 : 1
+model_pt(m) = is_ref(m) ? word('8 10 14 4', ref_index(m)) + 0 : 7
+ref_gap = 1
+# The models of a list that are (refs_of) or are not (teaching_of) reference servers.
+rest_of(list) = list[strstrt(list, word(list, 1)) + strlen(word(list, 1)):]
+filter_refs(list, want) = words(list) == 0 ? '' : \
+    (is_ref(word(list, 1)) == want ? ' '.word(list, 1) : '').filter_refs(rest_of(list), want)
+teaching_of(list) = filter_refs(list, 0)
+refs_of(list) = filter_refs(list, 1)
 
 # Colours of the phases (figure 3) and timeline kinds (figure 4): a phase and the timeline
 # kind that shows it share a colour (notification = data ready, copy data = copying).
@@ -29,7 +48,7 @@ phase_colour(p) = word('#c7c7c7 #ff7f0e #9467bd #1f77b4 #2ca02c', \
 all_kinds = 'blocked polling free dispatch copying processing no-data data-ready kernel-copy kernel-completes unknown'
 kind_colour(k) = word('#8c8c8c #d62728 #f5e49a #9467bd #1f77b4 #2ca02c #e6e6e6 #ff7f0e #aec7e8 #17becf #ffffff', \
                       index_of(k, all_kinds))
-kind_title(k) = word('process:_blocked process:_polling_(EAGAIN) process:_free,_awaiting_completion process:_dispatch process:_copying_(recvmsg) process:_processing kernel:_no_data_yet kernel:_data_ready,_not_copied kernel:_copying_to_process kernel:_reads,_posts_completion kernel:_unknown', \
+kind_title(k) = word('process:_blocked process:_polling_(EAGAIN) process:_free,_awaiting_completion process:_dispatch process:_copying_(recvmsg,_read) process:_processing kernel:_no_data_yet kernel:_data_ready,_not_copied kernel:_copying_to_process kernel:_reads,_posts_completion kernel:_unknown', \
                      index_of(k, all_kinds))
 unspace(s) = strstrt(s, '_') ? s[1:strstrt(s, '_')-1].' '.unspace(s[strstrt(s, '_')+1:]) : s
 
@@ -87,7 +106,8 @@ note_row(m, x, st, txt, y, reps, lo, hi) = !in_list(m, models) ? 0 : \
 # After the stats pass: eval notes_done. Flushes the last footnote, notes the models with no
 # rows at all (when nt_absent = 1), lists the plotted models in models' order (plot_models:
 # with a point; empty_models: in the file but without any point), sets the bottom margin,
-# the footnote text and the markers. nt_below = character lines needed under the axis;
+# the footnote text and the markers (plot_teach and plot_refs: plot_models split into the
+# teaching models and the reference servers). nt_below = character lines needed under the axis;
 # nt_default = the note for a row whose note is empty.
 if (!exists('nt_absent')) nt_absent = 1
 if (!exists('nt_rings')) nt_rings = 1     # 0: no rings (bar charts label the missing bar)
@@ -97,6 +117,7 @@ notes_done = "dummy = note_flush(0); plot_models = ''; empty_models = ''; absent
   do for [m in models] { \
     if (in_list(m, valid_models)) { plot_models = plot_models.' '.m } \
     else { if (in_list(m, present)) { empty_models = empty_models.' '.m } else { absent = absent.' '.m } } }; \
+  plot_teach = teaching_of(plot_models); plot_refs = refs_of(plot_models); \
   if (nt_absent && absent ne '') { dummy = note_add('not drawn, no rows in '.basename(datafile).':'.absent) }; \
   nt_lines = nt_text eq '' ? 0 : line_count(nt_text); \
   set bmargin nt_below + nt_lines + (nt_lines > 0 ? 0.5 : 0); \

@@ -1,5 +1,6 @@
 # idle.gp - figure 6: server CPU µs per request against idle connections (log-log), one line
-# per idle model (select, poll, epoll, uring: whichever are in the file and in models).
+# per idle model (select, poll, epoll, uring: whichever are in the file and in models; the
+# reference servers, when they ran this experiment, thin, grey and dashed: common.gp).
 # Data: idle.dat  model(1) idle(2) active(3) reps(4) status(5) cpu_us(6) cpu_lo(7) cpu_hi(8)
 #       rps(9) rps_lo(10) rps_hi(11) p99(12) note(13).
 # Line: cpu_us at ok points; error bars cpu_lo..cpu_hi when reps > 1; a point that is not ok
@@ -22,9 +23,10 @@ eval no_points
 plot for [m in spread_models] datafile using 2:(strcol(1) eq m && $4 > 1 ? $7 : NaN):(0):($8 - $7) \
          @spread lc rgb model_colour(m) notitle, \
      for [m in plot_models] datafile using 2:(strcol(1) eq m ? $6 : NaN) \
-         with linespoints lw 3 pt 7 ps 1.5 lc rgb model_colour(m) title m, \
-     for [m in empty_models] keyentry with linespoints lw 3 pt 7 ps 1.5 lc rgb model_colour(m) \
-         title m.' (no point: see notes)', \
+         with linespoints lw model_lw(m) dt model_dt(m) pt model_pt(m) ps 1.5 lc rgb model_colour(m) \
+         title model_title(m), \
+     for [m in empty_models] keyentry with linespoints lw model_lw(m) dt model_dt(m) pt model_pt(m) ps 1.5 \
+         lc rgb model_colour(m) title model_title(m).' (no point: see notes)', \
      for [i=1:(words(spread_models) > 0)] keyentry @spread lc rgb neutral \
          title 'spread: min..max of runs', \
      @ring_key

@@ -3,7 +3,8 @@
 #       p99(11) p99_lo(12) p99_hi(13) ... client_bound(18) note(19).
 # Lines at ok points; error bars lo..hi when reps > 1; a point that is not ok is a gap, with
 # its note in the footnote list and a "[k]" ring on the model's last ok p50 point.
-# Squares: the client was the bottleneck.
+# Squares: the client was the bottleneck. Reference servers: thin grey lines with open markers
+# (the dash still tells p50 from p99), "(reference)" in the key after the teaching models.
 load 'plots/common.gp'
 nt_unit = 'connections'
 cb = 0
@@ -26,11 +27,11 @@ plot for [m in spread_models] datafile using 2:(ok(m) && $3 > 1 ? $9 : NaN):(0):
      for [m in spread_models] datafile using 2:(ok(m) && $3 > 1 ? $12 : NaN):(0):($13 - $12) \
          @spread lc rgb model_colour(m) notitle, \
      for [m in plot_models] datafile using 2:(ok(m) ? $8 : NaN) \
-         with linespoints lw 3 pt 7 ps 1.5 lc rgb model_colour(m) title m, \
+         with linespoints lw model_lw(m) pt model_pt(m) ps 1.5 lc rgb model_colour(m) title model_title(m), \
      for [m in plot_models] datafile using 2:(ok(m) ? $11 : NaN) \
-         with linespoints lw 3 dt 2 pt 6 ps 1.5 lc rgb model_colour(m) notitle, \
-     for [m in empty_models] keyentry with linespoints lw 3 pt 7 ps 1.5 lc rgb model_colour(m) \
-         title m.' (no point: see notes)', \
+         with linespoints lw model_lw(m) dt 2 pt (is_ref(m) ? model_pt(m) : 6) ps 1.5 lc rgb model_colour(m) notitle, \
+     for [m in empty_models] keyentry with linespoints lw model_lw(m) pt model_pt(m) ps 1.5 lc rgb model_colour(m) \
+         title model_title(m).' (no point: see notes)', \
      keyentry with linespoints lw 3 pt 7 ps 1.5 lc rgb neutral title 'solid: p50 (median)', \
      keyentry with linespoints lw 3 dt 2 pt 6 ps 1.5 lc rgb neutral title 'dashed: p99', \
      for [i=1:(words(spread_models) > 0)] keyentry @spread lc rgb neutral \

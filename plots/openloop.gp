@@ -4,6 +4,7 @@
 #       p99_lo(8) p99_hi(9) note(10).
 # Lines at ok points; p99 error bars p99_lo..p99_hi when reps > 1; a diamond where the server
 # fell behind (achieved < 95% of offered); a point that is not ok is a gap with a footnote.
+# Reference servers: thin grey lines with open markers, "(reference)" after the teaching models.
 load 'plots/common.gp'
 nt_unit = 'requests/s offered'
 nt_absent = 0    # only the open-loop models run this experiment
@@ -24,11 +25,11 @@ eval no_points
 plot for [m in spread_models] datafile using 2:(ok(m) && $3 > 1 ? $8 : NaN):(0):($9 - $8) \
          @spread lc rgb model_colour(m) notitle, \
      for [m in plot_models] datafile using 2:(ok(m) ? $6 : NaN) \
-         with linespoints lw 3 pt 7 ps 1.5 lc rgb model_colour(m) title m, \
+         with linespoints lw model_lw(m) pt model_pt(m) ps 1.5 lc rgb model_colour(m) title model_title(m), \
      for [m in plot_models] datafile using 2:(ok(m) ? $7 : NaN) \
-         with linespoints lw 3 dt 2 pt 6 ps 1.5 lc rgb model_colour(m) notitle, \
-     for [m in empty_models] keyentry with linespoints lw 3 pt 7 ps 1.5 lc rgb model_colour(m) \
-         title m.' (no point: see notes)', \
+         with linespoints lw model_lw(m) dt 2 pt (is_ref(m) ? model_pt(m) : 6) ps 1.5 lc rgb model_colour(m) notitle, \
+     for [m in empty_models] keyentry with linespoints lw model_lw(m) pt model_pt(m) ps 1.5 lc rgb model_colour(m) \
+         title model_title(m).' (no point: see notes)', \
      keyentry with linespoints lw 3 pt 7 ps 1.5 lc rgb neutral title 'solid: p50 (median)', \
      keyentry with linespoints lw 3 dt 2 pt 6 ps 1.5 lc rgb neutral title 'dashed: p99', \
      for [i=1:(words(spread_models) > 0)] keyentry @spread lc rgb neutral \

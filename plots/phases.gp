@@ -5,6 +5,8 @@
 #       processing(7) round_trip(8). Columns 3..7 are stacked in that order.
 # A NaN phase is not measurable with that model's stamps: it is drawn in its place in the
 # stack as a pale, hatched block labelled "n/a" of a fixed height that means nothing, never as 0.
+# Reference servers (refs) come last, on a grey band, named "(reference)"; their libraries hide
+# some stamps, so more of their phases are n/a.
 load 'plots/common.gp'
 names = 'wait_data notify dispatch copy_data processing'
 titles = 'wait_for_data notification dispatch copy_data processing'
@@ -19,7 +21,9 @@ do for [m in models] { if (in_list(m, plist)) { ordered = ordered.' '.m } else {
 plist = ordered
 if (pn eq '') { pn = '3' }  # no phase is n/a: a column whose hatched blocks all come out NaN
 if (pv eq '') { pv = '3' }
-pos(m) = in_list(m, plist) ? index_of(m, plist) : NaN
+# The reference servers come last, after a gap, on a grey band (their names say "(reference)").
+gap = (words(refs_of(plist)) > 0 && words(teaching_of(plist)) > 0) ? 0.6 * ref_gap : 0
+pos(m) = in_list(m, plist) ? index_of(m, plist) + (is_ref(m) ? gap : 0) : NaN
 # Pass 2: y ranges. An n/a block is hfrac of the panel's range: ymax = 1.1 * (sum + blocks).
 hfrac = 0.06
 msum(c0) = sum [j=c0:7] (known(num(j)) ? num(j) : 0)
@@ -40,15 +44,19 @@ lrot = words(plist) > 6 ? 90 : 0   # many bars are narrow: value labels upright,
 
 set multiplot title "Where one request's time goes: median µs per phase\n(1 connection; the client pauses before each request, so the server waits for data)"
 unset key
-set xrange [0.4 : words(plist) + 0.6]
+set xrange [0.4 : words(plist) + gap + 0.6]
+nrefs = words(refs_of(plist))
+if (nrefs > 0) { first_ref = word(refs_of(plist), 1)
+    set object 50 rect from first pos(first_ref) - 0.5, graph 0 to first words(plist) + gap + 0.6, graph 1 \
+        behind fc rgb '#eeeeee' fs solid 1 noborder }
 unset xtics
 set grid noxtics ytics
-set bmargin lrot ? 7 : 5
+set bmargin (lrot ? 7 : 5) + (nrefs > 0 ? 3 : 0)   # "(reference)" names are longer
 set tmargin 5
 if (absent ne '') { set label 99 'not drawn, no rows in '.basename(datafile).':'.absent at screen 0.01, character 1 left }
 # One panel: columns c0..7 stacked, y from 0 to yp; model names under the bars in their colours.
 draw_panel = "set yrange [0 : yp]; h = hfrac * yp; \
-  do for [i=1:words(plist)] { set label 100+i word(plist, i) at first i, graph 0 offset 0,-0.8 \
+  do for [i=1:words(plist)] { set label 100+i model_title(word(plist, i)) at first pos(word(plist, i)), graph 0 offset 0,-0.8 \
      rotate by (lrot ? 45 : 30) right tc rgb model_colour(word(plist, i)) }; \
   plot for [cs in pv] datafile using (x(strcol(1))):(cs+0 >= c0 && known(num(cs+0)) ? 0 : NaN): \
          (x(strcol(1)) - 0.35):(x(strcol(1)) + 0.35):(bottom(cs+0)):(top(cs+0)) \

@@ -5,7 +5,8 @@
 #       kind reply (start = end = t_reply) is a black tick. Where the arrival is unknown (aio,
 #       kind unknown on the kernel lane) t = 0 is t_ready: a footnote says so.
 # The wait before arrival (~1000 µs) would squash the rest: the axis starts at x_cut and a
-# segment cut there carries its true duration in its label.
+# segment cut there carries its true duration in its label. Reference servers (refs) are the
+# last rows, on a grey band; what their library hides is the hatched "unknown", on either lane.
 load 'plots/common.gp'
 x_cut = -60
 # Pass: the models drawn (in models and in the file), kinds present, replies, the latest end.
@@ -49,7 +50,9 @@ ncut = 0; nseg = 0
 stats datafile using (ncut = ncut + is_cut(strcol(1), num(3), num(4), strcol(5)), \
     nseg = nseg + is_seg(strcol(1), num(3), num(4), strcol(5), strcol(6)), 0) nooutput
 
-do for [m in unknown_models] { dummy = note_add(m.': the arrival is not stamped, so its t = 0 is the moment the process was told (t_ready); the kernel lane is unknown') }
+do for [m in unknown_models] { dummy = note_add(is_ref(m) ? \
+    m.' (reference): its library hides the arrival, so t = 0 is the moment the program was called (t_ready); hatched: what the library did unseen' : \
+    m.': the arrival is not stamped, so its t = 0 is the moment the process was told (t_ready); the kernel lane is unknown') }
 do for [m in plist] { if (!in_list(m, replied)) { dummy = note_add(m.': no reply row in the data: its reply is not marked') } }
 if (absent ne '') { dummy = note_add('not drawn, no rows in '.basename(datafile).':'.absent) }
 nt_lines = nt_text eq '' ? 0 : line_count(nt_text)
@@ -68,8 +71,15 @@ set ytics () scale 0 font ',12'
 set lmargin 22
 do for [i=1:n] { m = word(plist, i)
     set ytics add ('process' row(m) + 0.2, 'kernel' row(m) - 0.2)
-    set label 100+i m at graph 0, first row(m) offset -9,0 right tc rgb model_colour(m) font ',18'
+    name = is_ref(m) ? m."\n(reference)" : m
+    set label 100+i name at graph 0, first row(m) offset -9,0 right \
+        tc rgb model_colour(m) font (is_ref(m) ? ',16' : ',18')
     if (i < n) { set arrow 200+i from graph 0, first row(m) - 0.5 to graph 1, first row(m) - 0.5 nohead lc rgb '#bbbbbb' } }
+# The reference servers (the last rows) on a grey band, below a heavier line.
+nrefs = words(refs_of(plist))
+if (nrefs > 0) {
+    set object 50 rect from graph 0, first 0.45 to graph 1, first nrefs + 0.5 behind fc rgb '#f2f2f2' fs solid 1 noborder
+    if (nrefs < n) { set arrow 200+n-nrefs from graph 0, first nrefs + 0.5 to graph 1, first nrefs + 0.5 nohead lw 3 lc rgb '#777777' } }
 set arrow 300 from 0, graph 0 to 0, graph 1 nohead dt 2 lw 2 lc rgb '#555555' back
 set label 301 "data arrive (t = 0)" at 0, graph 1 offset 0,0.6 center font ',13'
 set label 302 '//' at graph 0, graph 0 center offset 0,0.1 font ',18' boxed front

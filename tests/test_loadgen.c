@@ -1,4 +1,5 @@
-/* test_loadgen.c - loadgen against servers that misbehave on purpose.
+/* test_loadgen.c - loadgen against servers that misbehave on purpose, and its -t, --raw and
+ * --server-pid against build/epoll and a plain echo server, and the baseline client.
  *
  * Each test starts a small bad server (a forked child of the test, listening on 127.0.0.1
  * port 0, one blocking thread per connection) that breaks the protocol in one way, runs
@@ -39,12 +40,14 @@ enum fault {
     ERROR_STATUS,      /* status 2 (unknown type) to the first request */
     ONE_BYTE_PIECES,   /* correct replies, one byte per send() */
     GARBAGE_STATS,     /* correct echoes; STATS answered with garbage text */
+    RAW_ECHO,          /* no frames: a plain TCP echo server (for --raw) */
+    RAW_FLIP,          /* the same, with the 100th byte of each connection's stream flipped */
 };
 
 static const char *const fault_name[] = {
-    "flip_byte",         "wrong_seq",       "bad_magic",     "huge_len",
-    "close_after_first", "never_reply",     "go_silent",     "server_full",
-    "error_status",      "one_byte_pieces", "garbage_stats",
+    "flip_byte",     "wrong_seq", "bad_magic",   "huge_len",     "close_after_first",
+    "never_reply",   "go_silent", "server_full", "error_status", "one_byte_pieces",
+    "garbage_stats", "raw_echo",  "raw_flip",
 };
 
 /* ---- the bad server (runs in the forked child) ------------------------------------------ */
@@ -149,9 +152,33 @@ static void close_gracefully(int fd)
     close(fd);
 }
 
+/* A plain echo server's connection: bytes back as they come (RAW_FLIP: one of them changed). */
+static void serve_raw(int fd)
+{
+    uint8_t buf[4096];
+    size_t offset = 0; /* of buf[0] in the stream */
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (fault == RAW_FLIP && offset <= 99 && 99 < offset + (size_t)n)
+            buf[99 - offset] ^= 0x20;
+        offset += (size_t)n;
+        if (send_reply_bytes(fd, buf, (size_t)n) < 0)
+            break;
+    }
+    close(fd);
+}
+
 static void *serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
+    if (fault == RAW_ECHO || fault == RAW_FLIP) {
+        serve_raw(fd);
+        return NULL;
+    }
     if (fault == SERVER_FULL) {
         static const char reason[] = "too many connections (--max-conns)";
         send_reply(fd, 0, PROTO_ERR_SERVER_FULL, 0, reason, sizeof reason - 1);
@@ -539,6 +566,223 @@ START_TEST(garbage_stats_text_is_ignored)
 }
 END_TEST
 
+/* ---- -t, --raw, --server-pid and the baseline client ----------------------------------- */
+
+/* The value of a jq expression over JSON text (e.g. the run's JSON), as a number; fails the
+ * test if jq gives no number. */
+static double jq_number(const char *json, const char *expr)
+{
+    char path[64], cmd[512];
+    snprintf(path, sizeof path, "/tmp/iomodels-lgtest-%d.jq.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(json, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    snprintf(cmd, sizeof cmd, "jq -r '%s' '%s'", expr, path);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char line[128] = "";
+    char *got = fgets(line, sizeof line, p);
+    pclose(p);
+    unlink(path);
+    char *end;
+    double v = got ? strtod(line, &end) : 0;
+    ck_assert_msg(got != NULL && end != line, "jq '%s' gave no number (\"%s\") for:\n%s", expr,
+                  line, json);
+    return v;
+}
+
+/* -t N against a real server: one set of figures, the per-thread requests add up, no errors,
+ * and the server counted what loadgen counted, give or take the requests in flight at the
+ * window's two ends (one per connection at each, in a closed loop). */
+static void threads_agree_with_server(const char *threads)
+{
+    struct test_server s;
+    server_spawn(&s, "epoll", NULL);
+    const char *const args[] = {"-c", "6", "-t", threads, SHORT_RUN, "--timeout", "5", NULL};
+    struct run r;
+    run_loadgen(s.port, args, &r);
+    server_stop(&s, NULL, 0);
+    ck_assert_msg(r.status == 0, "-t %s: exit %d; stdout:\n%s\nstderr:\n%s", threads, r.status,
+                  r.out, r.err);
+    ck_assert_int_eq(json_number(r.json, ERRORS, "total"), 0);
+    long long requests = json_number(r.json, NULL, "requests");
+    ck_assert_int_gt(requests, 0);
+    ck_assert_int_eq((long long)jq_number(r.json, ".client.threads"), atoi(threads));
+    ck_assert_int_eq((long long)jq_number(r.json, ".client.per_thread | length"), atoi(threads));
+    ck_assert_int_eq((long long)jq_number(r.json, "[.client.per_thread[].requests] | add"),
+                     requests);
+    ck_assert_int_eq((long long)jq_number(r.json, "[.client.per_thread[].connections] | add"), 6);
+    long long srv = (long long)jq_number(r.json, ".server_stats_delta.requests");
+    ck_assert_msg(llabs(srv - requests) <= 2 * 6 + 2,
+                  "-t %s: loadgen measured %lld requests, the server counted %lld", threads,
+                  requests, srv);
+    ck_assert_ptr_nonnull(strstr(r.out, "loadgen: epoll, 6 connections"));
+    ck_assert(jq_number(r.json, ".client.cpu_us_per_request") > 0);
+}
+
+START_TEST(two_threads_agree_with_the_server)
+{
+    threads_agree_with_server("2");
+}
+END_TEST
+
+START_TEST(three_threads_agree_with_the_server)
+{
+    threads_agree_with_server("3");
+}
+END_TEST
+
+START_TEST(threads_open_loop_and_n_count_exactly)
+{
+    /* -n with several threads measures exactly N in all; --rate is split among them */
+    struct test_server s;
+    server_spawn(&s, "epoll", NULL);
+    const char *const args[] = {"-c",  "4",        "-t",  "2",         "--rate", "4000", "-n",
+                                "500", "--warmup", "0.2", "--timeout", "5",      NULL};
+    struct run r;
+    run_loadgen(s.port, args, &r);
+    server_stop(&s, NULL, 0);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ck_assert_int_eq(json_number(r.json, NULL, "requests"), 500);
+    ck_assert_int_eq((long long)jq_number(r.json, "[.client.per_thread[].requests] | add"), 500);
+    ck_assert_ptr_nonnull(strstr(r.json, "\"mode\": \"open\""));
+}
+END_TEST
+
+START_TEST(server_pid_gives_server_cpu)
+{
+    struct test_server s;
+    server_spawn(&s, "epoll", NULL);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)s.pid);
+    const char *const args[] = {"-c", "2", SHORT_RUN, "--server-pid", pid, NULL};
+    struct run r;
+    run_loadgen(s.port, args, &r);
+    server_stop(&s, NULL, 0);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.json, "\"server_cpu_source\": \"proc\""));
+    ck_assert(jq_number(r.json, ".server_cpu_us_per_request") > 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "us CPU per request"));
+}
+END_TEST
+
+START_TEST(raw_mode_verifies_and_counts)
+{
+    struct bad_server s;
+    bad_server_start(&s, RAW_ECHO);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)s.pid);
+    const char *const args[] = {"--raw",   "-c",        "3", "-t",           "2", "-s", "100",
+                                SHORT_RUN, "--timeout", "5", "--server-pid", pid, NULL};
+    struct run r;
+    run_loadgen(s.port, args, &r);
+    bad_server_stop(&s);
+    ck_assert_msg(r.status == 0, "exit %d; stdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
+    ck_assert_int_eq(json_number(r.json, ERRORS, "total"), 0);
+    ck_assert_int_gt(json_number(r.json, NULL, "requests"), 0);
+    ck_assert_int_eq(json_number(r.json, FAIRNES, "never_served"), 0);
+    ck_assert_ptr_nonnull(strstr(r.json, "\"wait_data\": null"));
+    ck_assert_ptr_nonnull(strstr(r.json, "\"server_stats_delta\": {}"));
+    ck_assert(jq_number(r.json, ".latency_us.round_trip.p50") > 0);
+    ck_assert(jq_number(r.json, ".server_cpu_us_per_request") > 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "no stamps in --raw mode"));
+}
+END_TEST
+
+START_TEST(raw_mode_detects_a_flipped_byte)
+{
+    struct run r;
+    struct bad_server s;
+    bad_server_start(&s, RAW_FLIP);
+    const char *const args[] = {"--raw", "-c", "2", "-s", "64", SHORT_RUN, "--timeout", "5", NULL};
+    run_loadgen(s.port, args, &r);
+    bad_server_stop(&s);
+    ck_assert_msg(r.status == 1, "exit %d; stdout:\n%s", r.status, r.out);
+    /* byte 99 is in the second request of each connection: one mismatch each */
+    ck_assert_int_eq(json_number(r.json, ERRORS, "payload_mismatch"), 2);
+    ck_assert_int_eq(json_number(r.json, ERRORS, "total"), 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "echoed bytes differ"));
+}
+END_TEST
+
+/* Run build/baseline_client -p port args...; its exit status, stdout (the JSON) in out, its
+ * stderr (what it found wrong) in baseline_err. */
+static char baseline_err[4096];
+
+static int run_baseline(int port, const char *const *args, char *out, size_t size)
+{
+    char port_s[16], path[64], err_path[64];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    snprintf(path, sizeof path, "/tmp/iomodels-lgtest-%d.base", (int)getpid());
+    snprintf(err_path, sizeof err_path, "/tmp/iomodels-lgtest-%d.base-err", (int)getpid());
+    const char *argv[24] = {
+        build_path("baseline_client"), "-p", port_s, "-d", "0.3", "--warmup", "0.1"};
+    int argc = 7;
+    for (int i = 0; args[i] && argc < 23; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (freopen(path, "w", stdout) == NULL || freopen(err_path, "w", stderr) == NULL)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = wait_exit(pid, HANG_GUARD_S);
+    slurp(path, out, size);
+    slurp(err_path, baseline_err, sizeof baseline_err);
+    ck_assert_msg(status >= 0, "baseline_client hung");
+    return status;
+}
+
+START_TEST(baseline_client_frames_and_raw)
+{
+    char out[1024];
+    struct test_server s;
+    server_spawn(&s, "epoll", NULL);
+    const char *const frames[] = {"-c", "4", "-s", "64", NULL};
+    int status = run_baseline(s.port, frames, out, sizeof out);
+    server_stop(&s, NULL, 0);
+    ck_assert_msg(status == 0, "frames: exit %d: %s", status, out);
+    ck_assert_ptr_nonnull(strstr(out, "\"mode\":\"frames\""));
+    ck_assert(jq_number(out, ".requests") > 0);
+    ck_assert(jq_number(out, ".cpu_us_per_request") > 0);
+    ck_assert_int_eq((int)jq_number(out, ".errors"), 0);
+
+    struct bad_server b;
+    bad_server_start(&b, RAW_ECHO);
+    const char *const raw[] = {"-c", "3", "-s", "100", "--raw", NULL};
+    status = run_baseline(b.port, raw, out, sizeof out);
+    bad_server_stop(&b);
+    ck_assert_msg(status == 0, "raw: exit %d: %s", status, out);
+    ck_assert_ptr_nonnull(strstr(out, "\"mode\":\"raw\""));
+    ck_assert(jq_number(out, ".requests") > 0);
+}
+END_TEST
+
+START_TEST(baseline_client_exits_1_on_a_mismatch)
+{
+    char out[1024];
+    struct bad_server b;
+    bad_server_start(&b, FLIP_BYTE);
+    const char *const frames[] = {"-c", "2", NULL};
+    int status = run_baseline(b.port, frames, out, sizeof out);
+    bad_server_stop(&b);
+    ck_assert_msg(status == 1, "frames, a flipped byte: exit %d: %s", status, out);
+    ck_assert_int_ge((int)jq_number(out, ".errors"), 1);
+    ck_assert_ptr_nonnull(strstr(baseline_err, "is not the echo"));
+
+    bad_server_start(&b, RAW_FLIP);
+    const char *const raw[] = {"-c", "2", "-s", "64", "--raw", NULL};
+    status = run_baseline(b.port, raw, out, sizeof out);
+    bad_server_stop(&b);
+    ck_assert_msg(status == 1, "raw, a flipped byte: exit %d: %s", status, out);
+    ck_assert_ptr_nonnull(strstr(baseline_err, "is not the echo"));
+}
+END_TEST
+
 Suite *loadgen_suite(void)
 {
     Suite *s = suite_create("loadgen");
@@ -556,6 +800,14 @@ Suite *loadgen_suite(void)
     tcase_add_test(t, error_status_is_error_reply);
     tcase_add_test(t, replies_in_one_byte_pieces_are_correct);
     tcase_add_test(t, garbage_stats_text_is_ignored);
+    tcase_add_test(t, two_threads_agree_with_the_server);
+    tcase_add_test(t, three_threads_agree_with_the_server);
+    tcase_add_test(t, threads_open_loop_and_n_count_exactly);
+    tcase_add_test(t, server_pid_gives_server_cpu);
+    tcase_add_test(t, raw_mode_verifies_and_counts);
+    tcase_add_test(t, raw_mode_detects_a_flipped_byte);
+    tcase_add_test(t, baseline_client_frames_and_raw);
+    tcase_add_test(t, baseline_client_exits_1_on_a_mismatch);
     suite_add_tcase(s, t);
     return s;
 }

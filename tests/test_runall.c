@@ -3,8 +3,12 @@
  * The driver runs with its tiny test profile (two models, a few seconds) into a temporary
  * directory, and tests/check-results compares what it wrote with the raw loadgen JSON: the
  * environment, the data files, the eight figures, and the report's headline figures. The
- * gnuplot scripts also render the hand-made fixture data in tests/fixtures/results. And the
- * checker itself must catch a report whose figures are not the runs'. */
+ * gnuplot scripts also render the hand-made fixture data in tests/fixtures/results (with two
+ * reference servers). And the checker itself must catch a report whose figures are not the runs'.
+ *
+ * The test profile also measures one reference server, libevent, when it is built: its rows
+ * must then be set apart; when it is not built (no libevent-dev), run-all must skip it with
+ * the reason, and those tests check that instead. */
 #include "suites.h"
 
 #include <stdarg.h>
@@ -84,6 +88,12 @@ static void run_test_profile(void)
                   tail(run_output, 3000));
 }
 
+/* The test profile's reference server is measured only where it was built. */
+static int reference_built(void)
+{
+    return access(BUILD_DIR "/libevent", X_OK) == 0;
+}
+
 START_TEST(test_profile_results_match_runs)
 {
     run_test_profile();
@@ -98,12 +108,13 @@ START_TEST(test_report_names_every_figure_and_setting)
 {
     run_test_profile();
     static char out[1 << 16];
-    /* the test profile measured both models it names, and says which profile it was */
-    int rc =
-        sh(out, sizeof out,
-           "jq -e '.profile == \"test\" and .measured == [\"blocking\", \"epoll\"]' '%s/env.json'"
-           " && grep -c '^## ' '%s/report.md'",
-           run_dir, run_dir);
+    /* the test profile measured both models it names (and its reference server, if built),
+     * and says which profile it was */
+    int rc = sh(out, sizeof out,
+                "jq -e '.profile == \"test\" and .models == [\"blocking\", \"epoll\"]"
+                " and .references == [\"libevent\"] and .measured == [\"blocking\", \"epoll\"%s]'"
+                " '%s/env.json' && grep -c '^## ' '%s/report.md'",
+                reference_built() ? ", \"libevent\"" : "", run_dir, run_dir);
     ck_assert_msg(rc == 0, "env.json or report.md:\n%s", out);
     ck_assert_msg(atoi(out + strcspn(out, "0123456789")) >= 10,
                   "report.md has too few sections (eight figures, headline, environment...): %s",
@@ -112,6 +123,36 @@ START_TEST(test_report_names_every_figure_and_setting)
     rc = sh(out, sizeof out, "grep '^blocking 10 ' '%s/data/scale.dat'", run_dir);
     ck_assert_msg(rc == 0 && strstr(out, "stopped") && strstr(out, "never served"),
                   "blocking at 10 connections should be stopped, never served: %s", out);
+}
+END_TEST
+
+START_TEST(test_reference_server_set_apart)
+{
+    run_test_profile();
+    static char out[1 << 16];
+    if (!reference_built()) {
+        /* skipped before anything ran, with the reason, and nowhere in the data */
+        int rc =
+            sh(out, sizeof out,
+               "jq -e 'any(.skipped[]; .model == \"libevent\" and (.reason | test(\"not built\")))'"
+               " '%s/env.json' && ! grep -q '^libevent ' '%s'/data/*.dat"
+               " && grep -q 'skipped: libevent: not built' '%s/report.md'",
+               run_dir, run_dir, run_dir);
+        ck_assert_msg(rc == 0, "libevent is not built: run-all should skip it with the reason:\n%s",
+                      out);
+        return;
+    }
+    /* a row at each scaling point, its library's copy an n/a phase, in a table of its own with
+     * our epoll's CPU per request compared with it */
+    int rc = sh(out, sizeof out,
+                "cd '%s' && test \"$(cat data/references.txt)\" = libevent"
+                " && test \"$(grep -c '^libevent [0-9]* ' data/scale.dat)\" = 2"
+                " && grep -q '^libevent library NaN NaN NaN NaN ' data/phases.dat"
+                " && grep -q '^libevent 1 .* unknown ' data/timeline.dat"
+                " && grep -qF '**Reference servers (production libraries).**' report.md"
+                " && grep -q '^At 10 connections our \\*\\*epoll\\*\\* used .* libevent' report.md",
+                run_dir);
+    ck_assert_msg(rc == 0, "libevent's reference rows:\n%s", out);
 }
 END_TEST
 
@@ -139,6 +180,18 @@ START_TEST(test_checker_catches_a_wrong_report)
        run_dir);
     ck_assert_msg(strstr(out, "FAIL: idle.png") != NULL && strstr(out, "exit=1") != NULL,
                   "a missing figure was not caught:\n%s", tail(out, 2000));
+    if (!reference_built())
+        return;
+    /* ... and a wrong figure in the comparison with the reference server */
+    sh(out, sizeof out,
+       "d=$(mktemp -d) && cp -r '%s'/. \"$d\" && "
+       "sed -i '/our \\*\\*epoll\\*\\* used/s/libevent'\\''s [0-9.]* µs/libevent'\\''s 0.1 µs/'"
+       " \"$d/report.md\" && ! cmp -s '%s/report.md' \"$d/report.md\" && "
+       "tests/check-results \"$d\"; echo \"exit=$?\"; rm -rf \"$d\"",
+       run_dir, run_dir);
+    ck_assert_msg(strstr(out, "FAIL: report: epoll against libevent") != NULL &&
+                      strstr(out, "exit=1") != NULL,
+                  "a falsified comparison with libevent was not caught:\n%s", tail(out, 2000));
 }
 END_TEST
 
@@ -188,6 +241,7 @@ Suite *runall_suite(void)
     tcase_add_test(t, test_fixtures_render);
     tcase_add_test(t, test_profile_results_match_runs);
     tcase_add_test(t, test_report_names_every_figure_and_setting);
+    tcase_add_test(t, test_reference_server_set_apart);
     tcase_add_test(t, test_checker_catches_a_wrong_report);
     tcase_add_test(t, test_make_plots_redraws_from_saved_data);
     suite_add_tcase(s, t);
