@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,4 +513,38 @@ int wait_exit(pid_t pid, int timeout_s)
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return -1;
+}
+
+int sh(char *out, size_t size, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[4200];
+    snprintf(full, sizeof full, "cd '%s' && { %s ; } 2>&1", SOURCE_DIR, cmd);
+    FILE *p = popen(full, "r");
+    if (p == NULL)
+        return 127;
+    size_t n = 0;
+    if (out && size)
+        out[0] = '\0';
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0)
+        if (out && n + 1 < size) {
+            size_t k = got < size - 1 - n ? got : size - 1 - n;
+            memcpy(out + n, buf, k);
+            n += k;
+            out[n] = '\0';
+        }
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+const char *tail(const char *s, size_t n)
+{
+    size_t len = strlen(s);
+    return len > n ? s + len - n : s;
 }

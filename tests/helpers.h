@@ -109,4 +109,11 @@ int wait_for_text(int fd, const char *text, int times, char *seen, size_t seen_s
  * if it had not, after which it is killed. */
 int wait_exit(pid_t pid, int timeout_s);
 
+/* Run a shell command (printf-style) in the source tree, its stdout and stderr into out
+ * (NUL-terminated, cut at size); returns its exit status (128 if it did not exit). */
+int sh(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The last n characters of s: where a long output says what went wrong. */
+const char *tail(const char *s, size_t n);
+
 #endif

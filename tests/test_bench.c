@@ -2,11 +2,12 @@
  *
  * Both drivers run their tiny test profile (BENCH_PROFILE=test: one repetition of 0.3 s runs at
  * 1 and 10 connections) into a temporary directory, and tests/check-bench recomputes every
- * median, ratio and verdict of bench.json and scale.json from the raw the runs/ JSON files with
+ * median, ratio and verdict of bench.json and scale.json from the raw runs/ JSON files with
  * awk. The figures are never asserted: a benchmark's numbers are its output, not a test's. What is
  * asserted is that nothing is lost or made up: every run listed has its file, every server has
  * its row, a failed server run is shown as failed, and an edited run file makes the checker
  * fail. */
+#include "helpers.h"
 #include "suites.h"
 
 #include <stdarg.h>
@@ -26,42 +27,6 @@
 static char root[] = "/tmp/iomodels-bench-XXXXXX";
 static int bench_status = -1, scale_status = -1, failing_status = -1;
 static char bench_output[1 << 16], scale_output[1 << 16], failing_output[1 << 16];
-
-/* Run a shell command in the source tree; its output (stdout and stderr) into out. */
-static int sh(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char full[4200];
-    snprintf(full, sizeof full, "cd '%s' && { %s ; } 2>&1", SOURCE_DIR, cmd);
-    FILE *p = popen(full, "r");
-    if (p == NULL)
-        return 127;
-    size_t n = 0;
-    if (out && size)
-        out[0] = '\0';
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, p)) > 0)
-        if (out && n + 1 < size) {
-            size_t k = got < size - 1 - n ? got : size - 1 - n;
-            memcpy(out + n, buf, k);
-            n += k;
-            out[n] = '\0';
-        }
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-static const char *tail(const char *s, size_t n)
-{
-    size_t len = strlen(s);
-    return len > n ? s + len - n : s;
-}
 
 /* The three runs every test below looks at, once, in the parent (an unchecked fixture):
  *   bench    the test profile, every server

@@ -9,6 +9,7 @@
  * The test profile also measures one reference server, libevent, when it is built: its rows
  * must then be set apart; when it is not built (no libevent-dev), run-all must skip it with
  * the reason, and those tests check that instead. */
+#include "helpers.h"
 #include "suites.h"
 
 #include <stdarg.h>
@@ -29,43 +30,6 @@ static char results_root[] = "/tmp/iomodels-runall-XXXXXX";
 static char run_dir[512];
 static int run_status = -1;
 static char run_output[1 << 16];
-
-/* Run a shell command in the source tree; its output (stdout and stderr) into out. */
-static int sh(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t size, const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char full[2200];
-    snprintf(full, sizeof full, "cd '%s' && { %s ; } 2>&1", SOURCE_DIR, cmd);
-    FILE *p = popen(full, "r");
-    if (p == NULL)
-        return 127;
-    size_t n = 0;
-    if (out && size)
-        out[0] = '\0';
-    char buf[4096];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, p)) > 0)
-        if (out && n + 1 < size) {
-            size_t k = got < size - 1 - n ? got : size - 1 - n;
-            memcpy(out + n, buf, k);
-            n += k;
-            out[n] = '\0';
-        }
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-/* The last lines of a long output: where a failure message says what went wrong. */
-static const char *tail(const char *s, size_t n)
-{
-    size_t len = strlen(s);
-    return len > n ? s + len - n : s;
-}
 
 /* One run of the test profile serves every test below (it takes a few seconds). Check runs
  * each test in a child process, so the run happens once, in the parent, as the case's
