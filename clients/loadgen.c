@@ -829,7 +829,7 @@ static void json_dist(FILE *f, const char *name, struct dist d, bool last)
 static bool is_gauge(const char *key)
 {
     static const char *const gauges[] = {"connections_open", "buffer_bytes", "buffer_bytes_peak",
-                                         "rss_peak_kb", "threads", "stamps"};
+                                         "rss_peak_kb",      "threads",      "stamps"};
     for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
         if (strcmp(key, gauges[i]) == 0)
             return true;

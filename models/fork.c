@@ -116,8 +116,8 @@ int main(int argc, char **argv)
     struct server_options opt;
     int listen_fd =
         server_start(argc, argv, "fork", "blocking I/O, one process per connection", &opt);
+    stats_share_between_processes();            /* before the first fork: see the header */
     server_accept_wakes_each_second(listen_fd); /* to look for a stop signal (server.h) */
-    stats_share_between_processes(); /* before the first fork: see the header */
     struct sigaction chld = {.sa_handler = on_sigchld};
     sigemptyset(&chld.sa_mask);
     if (sigaction(SIGCHLD, &chld, NULL) < 0)
@@ -133,8 +133,8 @@ int main(int argc, char **argv)
         if (fd < 0) {
             if (err == EINTR) /* SIGCHLD, or a stop signal */
                 stats_add(STAT_eintr, 1);
-            else if (err != ECONNABORTED && err != EAGAIN) /* EAGAIN: a second, no client */
-                conn_accept_failed(listen_fd, err); /* e.g. ENFILE: keep serving */
+            else if (err != ECONNABORTED && err != EAGAIN) /* EAGAIN: 1 s, no client */
+                conn_accept_failed(listen_fd, err);        /* e.g. ENFILE: keep serving */
             continue;
         }
         if (!conn_admit(fd, &opt))

@@ -51,8 +51,8 @@ int main(int argc, char **argv)
         if (fd < 0) {
             if (errno == EINTR)
                 stats_add(STAT_eintr, 1);
-            else if (errno != ECONNABORTED && errno != EAGAIN) /* EAGAIN: a second, no client */
-                conn_accept_failed(listen_fd, errno); /* e.g. EMFILE: keep serving */
+            else if (errno != ECONNABORTED && errno != EAGAIN) /* EAGAIN: 1 s, no client */
+                conn_accept_failed(listen_fd, errno);          /* e.g. EMFILE: keep serving */
             continue;
         }
         if (!conn_admit(fd, &opt))
