@@ -92,7 +92,7 @@ static void queue_reply(struct conn *c, uint8_t type, uint8_t status, uint32_t s
 
 /* close() with unread input sends a reset, which can destroy a reply the peer has not read
  * yet. So: say we are done (FIN after the reply), discard what already arrived, close. */
-static void close_gracefully(int fd)
+static void shut_down_gracefully(int fd)
 {
     if (shutdown(fd, SHUT_WR) == 0) {
         char sink[4096];
@@ -102,6 +102,11 @@ static void close_gracefully(int fd)
                 break;
         }
     }
+}
+
+static void close_gracefully(int fd)
+{
+    shut_down_gracefully(fd);
     close(fd);
 }
 
@@ -617,14 +622,8 @@ void conn_sweep(const struct server_options *opt, void (*time_out)(struct conn *
 
 void conn_release(struct conn *c)
 {
-    if (c->closing && !c->broken && shutdown(c->fd, SHUT_WR) == 0) {
-        char sink[4096]; /* as close_gracefully(), but the library will close() the socket */
-        for (int i = 0; i < 64; i++) {
-            ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
-            if (n <= 0 && !(n < 0 && errno == EINTR))
-                break;
-        }
-    }
+    if (c->closing && !c->broken)
+        shut_down_gracefully(c->fd); /* as conn_close(), but the library will close() it */
     conn_free(c);
     stats_sub(STAT_connections_open, 1);
 }
