@@ -56,21 +56,6 @@ static enum fault fault;
 static unsigned requests_served;
 static struct timespec started;
 
-static int recv_all(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Send len bytes, all at once or (ONE_BYTE_PIECES) one byte per send() with a pause, so
  * that loadgen's reads see every split of a reply. */
 static int send_reply_bytes(int fd, const uint8_t *p, size_t len)
@@ -189,7 +174,7 @@ static void *serve(void *arg)
     uint8_t *payload = NULL;
     bool silent = fault == NEVER_REPLY;
     for (unsigned n = 0;; n++) {
-        if (recv_all(fd, h, sizeof h) < 0)
+        if (recv_exact(fd, h, sizeof h) < 0)
             break;
         uint8_t type = h[2];
         uint32_t seq = proto_get_u32(h + 4), len = proto_get_u32(h + 8);
@@ -199,7 +184,7 @@ static void *serve(void *arg)
         if (p == NULL)
             break;
         payload = p;
-        if (recv_all(fd, payload, len) < 0)
+        if (recv_exact(fd, payload, len) < 0)
             break;
         __atomic_fetch_add(&requests_served, 1, __ATOMIC_RELAXED);
         if (silent)
